@@ -1,0 +1,63 @@
+"""Alert routes: validate, call one service function, map the result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from alert_api.deps import AlertServiceDep, ReaderClient, WriterClient
+from schemas.alerts import AlertCreate, AlertList, AlertRead, AlertResolve, AlertStatus
+from schemas.problems import Problem
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+PROBLEMS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (401, 403, 404, 409, 422)
+}
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200,
+           description="Makes retries safe: same key and body return the same alert."),
+]
+
+
+@router.post("", status_code=201, response_model=AlertRead, responses=PROBLEMS)
+async def create_alert(
+    body: AlertCreate, client: WriterClient, service: AlertServiceDep, response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> AlertRead:
+    outcome = await service.create(client.client_id, body, idempotency_key)
+    response.headers["Location"] = f"/v1/alerts/{outcome.alert.id}"
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return outcome.alert
+
+
+@router.get("", response_model=AlertList, responses=PROBLEMS)
+async def list_alerts(
+    _client: ReaderClient, service: AlertServiceDep,
+    status: AlertStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AlertList:
+    return await service.list(status, limit, cursor)
+
+
+@router.get("/{alert_id}", response_model=AlertRead, responses=PROBLEMS)
+async def get_alert(alert_id: str, _client: ReaderClient, service: AlertServiceDep) -> AlertRead:
+    return await service.get(alert_id)
+
+
+@router.post("/{alert_id}/resolve", status_code=202, response_model=AlertRead,
+             responses=PROBLEMS)
+async def resolve_alert(
+    alert_id: str, body: AlertResolve, client: WriterClient, service: AlertServiceDep,
+    response: Response,
+) -> AlertRead:
+    outcome = await service.resolve(client.client_id, alert_id, body)
+    if outcome.already_resolved:
+        response.status_code = 200
+    return outcome.alert

@@ -1,0 +1,49 @@
+"""Webhook payloads as operators receive them (Standard Webhooks JSON body)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+WEBHOOK_SCHEMA_VERSION = 1
+
+
+class WebhookArea(BaseModel):
+    polygon: dict[str, object]
+    circle_lat: float
+    circle_lon: float
+    radius_m: float
+    district_codes: list[str]
+
+
+class AlertWebhookData(BaseModel):
+    alert_id: UUID
+    alert_version: int
+    sms_text: str
+    languages: list[str]
+    photo_url: str | None
+    area: WebhookArea
+
+
+class RetractionWebhookData(BaseModel):
+    alert_id: UUID
+    alert_version: int
+    references_event_id: UUID | None
+    reason: str
+
+
+class AlertWebhook(BaseModel):
+    type: Literal["alert.dispatch"] = "alert.dispatch"
+    schema_version: int = WEBHOOK_SCHEMA_VERSION
+    timestamp: datetime
+    data: AlertWebhookData
+
+
+class RetractionWebhook(BaseModel):
+    type: Literal["alert.retraction"] = "alert.retraction"
+    schema_version: int = WEBHOOK_SCHEMA_VERSION
+    timestamp: datetime
+    data: RetractionWebhookData

@@ -1,0 +1,185 @@
+"""Process wiring: which parts run in this process, started and stopped in order.
+
+``serve`` runs everything in one process (API, relay, one adapter worker per
+operator, the simulator, the embedded broker when none is configured); the
+``api``, ``relay`` and ``adapter`` commands run one part each for production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from services.context import ServiceContext
+from services.db.engine import Database
+from services.db.migrate import upgrade_to_head
+from services.deliveries import DeliveryRecorder
+from services.messaging.broker import EmbeddedBroker
+from services.messaging.kafka import ensure_topics, make_consumer, make_producer
+from services.messaging.publisher import KafkaPublisher
+from services.messaging.topics import Topics, consumer_group
+from services.relay import OutboxRelay
+from services.settings import OperatorConfig, Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from aiokafka import AIOKafkaProducer
+
+    from operator_adapters.worker import AdapterWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    """Which parts of the service this process runs."""
+
+    api: bool = True
+    relay: bool = True
+    operators: Sequence[str] | None = None  # None: every enabled operator; []: none
+    migrate: bool = True
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    parts: Parts = field(default_factory=Parts)
+    context: ServiceContext | None = None
+    broker: EmbeddedBroker | None = None
+    bootstrap: str = ""
+    workers: list[AdapterWorker] = field(default_factory=list)
+    server: uvicorn.Server | None = None
+    _producer: AIOKafkaProducer | None = None
+    _http: httpx.AsyncClient | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        db = Database(settings.database_url, settings.database_pool_size)
+        if self.parts.migrate:
+            await upgrade_to_head(db)
+        self.context = ServiceContext.build(settings, db=db)
+        if self.parts.relay or self.parts.operators != []:
+            await self._start_messaging(db)
+        if self.parts.api:
+            await self._start_api()
+        await self._wait_workers_ready()
+
+    async def _start_messaging(self, db: Database) -> None:
+        settings = self.settings
+        assert self.context is not None
+        if settings.embedded_broker:
+            self.broker = EmbeddedBroker()
+            await self.broker.start()
+            self.bootstrap = self.broker.bootstrap_servers
+        else:
+            self.bootstrap = settings.kafka_bootstrap_servers or ""
+        topics = Topics(settings.kafka_topic_prefix)
+        await ensure_topics(self.bootstrap, topics, settings.kafka_partitions,
+                            settings.kafka_replication_factor)
+        if self.parts.relay:
+            self._producer = make_producer(settings, self.bootstrap)
+            await self._producer.start()
+            relay = OutboxRelay(db, KafkaPublisher(self._producer), self.context.signal,
+                                settings.relay_batch_size, settings.relay_poll_interval_s)
+            self._spawn(relay.run(), "relay")
+        await self._start_workers(db, topics)
+
+    async def _start_workers(self, db: Database, topics: Topics) -> None:
+        from operator_adapters.registry import build_adapter, discover
+        from operator_adapters.worker import AdapterWorker, RetryPolicy
+
+        enabled = self.settings.enabled_operators
+        names = list(enabled) if self.parts.operators is None else list(self.parts.operators)
+        if not names:
+            return
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        available = discover()
+        recorder = DeliveryRecorder(db)
+        for name in names:
+            config = self._with_simulator_endpoint(name, enabled[name])
+            adapter = build_adapter(name, config, self._http, available)
+            consumer = make_consumer(self.settings, self.bootstrap, topics.alert_events,
+                                     consumer_group(name))
+            worker = AdapterWorker(adapter, consumer, recorder,
+                                   RetryPolicy(deadline_s=config.retry_deadline_s))
+            self.workers.append(worker)
+            self._spawn(worker.run(), f"adapter:{name}")
+
+    def _with_simulator_endpoint(self, name: str, config: OperatorConfig) -> OperatorConfig:
+        if config.endpoint_url is not None or not self.settings.simulator_enabled:
+            return config
+        url = f"{self.base_url}/simulator/operators/{name}/webhooks"
+        return config.model_copy(update={"endpoint_url": url})
+
+    async def _start_api(self) -> None:
+        import uvicorn
+
+        from alert_api.app import create_app
+
+        assert self.context is not None
+        app = create_app(self.settings, self.context)
+        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.port,
+                                log_config=None, access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self._spawn(self.server.serve(), "api")
+        while not self.server.started:
+            task = self._tasks[-1]
+            if task.done():
+                task.result()
+                raise RuntimeError("the API server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def _wait_workers_ready(self, timeout_s: float = 30.0) -> None:
+        """Return once every consumer has its partitions, so the first alert is not late."""
+        waits = [asyncio.create_task(w.ready.wait()) for w in self.workers]
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
+
+    def _spawn(self, coroutine: object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
+        task.add_done_callback(_log_crash)
+        self._tasks.append(task)
+
+    async def wait(self) -> None:
+        """Run until a part stops (the API server on a signal, or a crash)."""
+        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        for task in reversed(self._tasks):
+            if task.get_name() != "api":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        self._tasks.clear()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._http is not None:
+            await self._http.aclose()
+        if self.context is not None:
+            await self.context.close()
+        if self.broker is not None:
+            await self.broker.stop()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("a service part stopped with an error",
+                  extra={"part": task.get_name(), "error": repr(exc)})

@@ -1,0 +1,155 @@
+"""One settings object for every process, read from ``KAYIP_*`` environment variables.
+
+Fails fast: outside development, default secrets, the operator simulator and
+missing API keys are refused at start-up rather than discovered during an alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Scope = Literal["alerts:write", "alerts:read"]
+
+#: Well-known development credentials. They only work with KAYIP_ENVIRONMENT=development.
+DEV_API_KEY = "dev-case-system-key"
+DEV_SIGNING_SECRETS: dict[str, str] = {
+    # base64 of 24 fixed bytes per operator: fine for a demo, refused in production.
+    "turkcell": "whsec_ZGV2LXR1cmtjZWxsLXNlY3JldC0wMDAwMDAw",
+    "vodafone": "whsec_ZGV2LXZvZGFmb25lLXNlY3JldC0wMDAwMDAw",
+    "turktelekom": "whsec_ZGV2LXR1cmt0ZWxla29tLXNlY3JldC0wMDA=",
+}
+DEFAULT_OPERATORS = ("turkcell", "vodafone", "turktelekom")
+
+
+class ApiKeyConfig(BaseModel):
+    """An API client: its key is only ever stored as a SHA-256 hex digest."""
+
+    client_id: str = Field(min_length=1, max_length=64)
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope]
+
+
+class OperatorConfig(BaseModel):
+    """Where and how one mobile operator receives webhooks."""
+
+    enabled: bool = True
+    adapter: str = "standard_webhooks"
+    endpoint_url: str | None = None
+    signing_secret: SecretStr | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    retry_deadline_s: float = Field(default=300.0, gt=0)
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are high-entropy random strings, so a plain SHA-256 is the right hash."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KAYIP_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str | None = None
+
+    database_url: str = "sqlite+aiosqlite:///./var/kayip-alarm.db"
+    database_pool_size: int = Field(default=10, ge=1)
+
+    kafka_bootstrap_servers: str | None = None
+    kafka_enable_idempotence: bool | None = None
+    kafka_topic_prefix: str = "kayip"
+    kafka_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(default=2, ge=0, le=5000)
+
+    relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    relay_batch_size: int = Field(default=500, ge=1, le=10000)
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    operators: dict[str, OperatorConfig] = Field(default_factory=dict)
+    simulator_enabled: bool | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("operators")
+    @classmethod
+    def _operator_names(cls, value: dict[str, OperatorConfig]) -> dict[str, OperatorConfig]:
+        for name in value:
+            if not name.isidentifier() or not name.islower():
+                raise ValueError(f"operator name {name!r} must be a lower-case identifier")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_guards(self) -> Settings:
+        if self.simulator_enabled is None:
+            self.simulator_enabled = self.environment == "development"
+        if not self.operators:
+            self.operators = {name: OperatorConfig() for name in DEFAULT_OPERATORS}
+        if self.environment == "production":
+            self._refuse_development_defaults()
+        else:
+            for name, operator in self.operators.items():
+                if operator.signing_secret is None and name in DEV_SIGNING_SECRETS:
+                    operator.signing_secret = SecretStr(DEV_SIGNING_SECRETS[name])
+            if not self.api_keys:
+                self.api_keys = [
+                    ApiKeyConfig(
+                        client_id="dev-case-system",
+                        key_sha256=hash_api_key(DEV_API_KEY),
+                        scopes=["alerts:write", "alerts:read"],
+                    )
+                ]
+        return self
+
+    def _refuse_development_defaults(self) -> None:
+        if self.simulator_enabled:
+            raise ValueError("the operator simulator cannot run in production")
+        if not self.api_keys:
+            raise ValueError("KAYIP_API_KEYS is required in production")
+        if any(k.key_sha256 == hash_api_key(DEV_API_KEY) for k in self.api_keys):
+            raise ValueError("the development API key is refused in production")
+        if self.kafka_bootstrap_servers is None:
+            raise ValueError("KAFKA bootstrap servers are required in production")
+        dev_secrets = set(DEV_SIGNING_SECRETS.values())
+        for name, operator in self.operators.items():
+            if not operator.enabled:
+                continue
+            if operator.endpoint_url is None:
+                raise ValueError(f"operator {name}: endpoint_url is required in production")
+            secret = operator.signing_secret
+            if secret is None or secret.get_secret_value() in dev_secrets:
+                raise ValueError(f"operator {name}: a real signing_secret is required")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def idempotent_producer(self) -> bool:
+        """Apache Kafka supports idempotence; the embedded Tansu broker does not."""
+        if self.kafka_enable_idempotence is not None:
+            return self.kafka_enable_idempotence
+        return not self.embedded_broker
+
+    @property
+    def enabled_operators(self) -> dict[str, OperatorConfig]:
+        return {name: op for name, op in self.operators.items() if op.enabled}
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
