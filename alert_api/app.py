@@ -34,8 +34,9 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
             if owned:
                 await app.state.context.close()
 
-    app = FastAPI(title="kayip-alarm", version="1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="kayip-alarm", version="1.0", description=DESCRIPTION, lifespan=lifespan)
+    if context is not None:
+        app.state.context = context
     install_error_handlers(app)
     app.include_router(alerts.router)
     app.include_router(health.router)

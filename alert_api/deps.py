@@ -30,12 +30,14 @@ def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Client]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Client:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(401, "a bearer API key is required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "a bearer API key is required", headers={"WWW-Authenticate": "Bearer"}
+            )
         client = context.auth.authenticate(credentials.credentials)
         if client is None:
-            raise HTTPException(401, "the API key is not valid",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "the API key is not valid", headers={"WWW-Authenticate": "Bearer"}
+            )
         if scope not in client.scopes:
             raise HTTPException(403, f"this API key lacks the {scope} scope")
         return client

@@ -31,8 +31,9 @@ def problem_response(
         instance=request.url.path,
         invalid_params=invalid,
     )
-    return JSONResponse(problem.to_body(), status_code=status, media_type=PROBLEM_JSON,
-                        headers=headers)
+    return JSONResponse(
+        problem.to_body(), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -58,8 +59,12 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(exc.status_code, str(exc.detail), request,
-                            headers=dict(exc.headers) if exc.headers else None)
+    return problem_response(
+        exc.status_code,
+        str(exc.detail),
+        request,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -72,35 +72,48 @@ def create_simulator(secrets: dict[str, list[str]]) -> FastAPI:
             raise HTTPException(400, "body is not JSON") from None
         duplicate = webhook_id in operator.seen_ids
         operator.seen_ids.add(webhook_id)
-        operator.received.append(ReceivedWebhook(
-            webhook_id=webhook_id, type=str(payload.get("type")),
-            alert_id=data.get("alert_id"), alert_version=data.get("alert_version"),
-            received_at=datetime.now(UTC), received_monotonic=time.monotonic(),
-            headers={k: v for k, v in request.headers.items() if k.startswith("webhook-")},
-            body=body.decode(), duplicate=duplicate,
-        ))
+        operator.received.append(
+            ReceivedWebhook(
+                webhook_id=webhook_id,
+                type=str(payload.get("type")),
+                alert_id=data.get("alert_id"),
+                alert_version=data.get("alert_version"),
+                received_at=datetime.now(UTC),
+                received_monotonic=time.monotonic(),
+                headers={k: v for k, v in request.headers.items() if k.startswith("webhook-")},
+                body=body.decode(),
+                duplicate=duplicate,
+            )
+        )
         return {"accepted": True, "duplicate": duplicate}
 
     @app.get("/operators")
     async def summary() -> dict[str, Any]:
         return {
-            name: {"received": len(op.received), "rejected": op.rejected,
-                   "duplicates": sum(1 for r in op.received if r.duplicate)}
+            name: {
+                "received": len(op.received),
+                "rejected": op.rejected,
+                "duplicates": sum(1 for r in op.received if r.duplicate),
+            }
             for name, op in operators.items()
         }
 
     @app.get("/operators/{name}/messages")
-    async def messages(name: str, alert_id: str | None = None,
-                       raw: bool = False) -> list[dict[str, Any]]:
+    async def messages(
+        name: str, alert_id: str | None = None, raw: bool = False
+    ) -> list[dict[str, Any]]:
         operator = lookup(name)
         out = []
         for item in operator.received:
             if alert_id is not None and item.alert_id != alert_id:
                 continue
             entry: dict[str, Any] = {
-                "webhook_id": item.webhook_id, "type": item.type, "alert_id": item.alert_id,
+                "webhook_id": item.webhook_id,
+                "type": item.type,
+                "alert_id": item.alert_id,
                 "alert_version": item.alert_version,
-                "received_at": item.received_at.isoformat(), "duplicate": item.duplicate,
+                "received_at": item.received_at.isoformat(),
+                "duplicate": item.duplicate,
                 "signature_verified": True,
             }
             if raw:

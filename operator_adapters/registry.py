@@ -29,11 +29,15 @@ def discover() -> dict[str, type[OperatorAdapter]]:
         try:
             loaded = entry_point.load()
         except Exception as exc:  # a broken plugin must not take the others down
-            log.error("adapter plugin failed to load",
-                      extra={"plugin": entry_point.name, "error": repr(exc)})
+            log.error(
+                "adapter plugin failed to load",
+                extra={"plugin": entry_point.name, "error": repr(exc)},
+            )
             continue
         if not (isinstance(loaded, type) and issubclass(loaded, OperatorAdapter)):
-            log.error("adapter plugin is not an OperatorAdapter", extra={"plugin": entry_point.name})
+            log.error(
+                "adapter plugin is not an OperatorAdapter", extra={"plugin": entry_point.name}
+            )
             continue
         found[entry_point.name] = loaded
     return found
@@ -54,7 +58,8 @@ def build_adapter(
     raw = {
         "endpoint_url": config.endpoint_url,
         "signing_secrets": [config.signing_secret.get_secret_value()]
-        if config.signing_secret else [],
+        if config.signing_secret
+        else [],
         "timeout_s": config.timeout_s,
     }
     try:

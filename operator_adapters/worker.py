@@ -80,9 +80,14 @@ class AdapterWorker:
                 b'{"event":' + (record.value or b"null") + b"}"
             ).event
         except ValidationError:
-            log.error("unreadable event skipped",
-                      extra={"operator": self.operator, "offset": record.offset,
-                             "partition": record.partition})
+            log.error(
+                "unreadable event skipped",
+                extra={
+                    "operator": self.operator,
+                    "offset": record.offset,
+                    "partition": record.partition,
+                },
+            )
             return
         if self.operator not in event.operators:
             return
@@ -96,7 +101,11 @@ class AdapterWorker:
         await self._deliver(kind, str(event.alert_id), webhook_id, message, event.occurred_at)
 
     async def _deliver(
-        self, kind: str, alert_id: str, webhook_id: str, message: RenderedMessage,
+        self,
+        kind: str,
+        alert_id: str,
+        webhook_id: str,
+        message: RenderedMessage,
         accepted_at: datetime,
     ) -> None:
         started = time.monotonic()
@@ -110,24 +119,48 @@ class AdapterWorker:
                 delay = self._retry.delay(attempt, getattr(exc, "retry_after_s", None))
                 out_of_time = time.monotonic() - started + delay > self._retry.deadline_s
                 if not exc.retriable or out_of_time:
-                    await self._recorder.failed(webhook_id, attempt, exc.status_code, exc.reason,
-                                                datetime.now(UTC))
+                    await self._recorder.failed(
+                        webhook_id, attempt, exc.status_code, exc.reason, datetime.now(UTC)
+                    )
                     DELIVERIES_FINISHED.labels(self.operator, kind, "failed").inc()
-                    log.error("delivery failed", extra={
-                        "alert_id": alert_id, "operator": self.operator, "kind": kind,
-                        "attempts": attempt, "reason": exc.reason})
+                    log.error(
+                        "delivery failed",
+                        extra={
+                            "alert_id": alert_id,
+                            "operator": self.operator,
+                            "kind": kind,
+                            "attempts": attempt,
+                            "reason": exc.reason,
+                        },
+                    )
                     return
-                log.warning("delivery attempt failed; retrying", extra={
-                    "alert_id": alert_id, "operator": self.operator, "kind": kind,
-                    "attempt": attempt, "reason": exc.reason, "retry_in_s": round(delay, 3)})
+                log.warning(
+                    "delivery attempt failed; retrying",
+                    extra={
+                        "alert_id": alert_id,
+                        "operator": self.operator,
+                        "kind": kind,
+                        "attempt": attempt,
+                        "reason": exc.reason,
+                        "retry_in_s": round(delay, 3),
+                    },
+                )
                 await asyncio.sleep(delay)
                 continue
             now = datetime.now(UTC)
             DELIVERY_ATTEMPTS.labels(self.operator, kind, "ok").inc()
             DISPATCH_LATENCY.labels(self.operator, kind).observe(
-                max(0.0, (now - accepted_at).total_seconds()))
+                max(0.0, (now - accepted_at).total_seconds())
+            )
             await self._recorder.delivered(webhook_id, attempt, receipt.status_code, now)
             DELIVERIES_FINISHED.labels(self.operator, kind, "delivered").inc()
-            log.info("delivered", extra={"alert_id": alert_id, "operator": self.operator,
-                                         "kind": kind, "attempts": attempt})
+            log.info(
+                "delivered",
+                extra={
+                    "alert_id": alert_id,
+                    "operator": self.operator,
+                    "kind": kind,
+                    "attempts": attempt,
+                },
+            )
             return

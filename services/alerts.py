@@ -26,6 +26,7 @@ from schemas.alerts import (
     AlertResolve,
     AlertStatus,
     CircleArea,
+    ConsentChannel,
     DeliveryStatus,
     DistrictRef,
     OperatorDeliveryRead,
@@ -43,6 +44,7 @@ from services.db.engine import Database
 from services.db.models import Alert, ConsentRecord, Delivery, IdempotencyKey
 from services.errors import Conflict, NotFound, ValidationFailed
 from services.messaging.topics import Topics
+from services.metrics import ALERTS_CREATED, ALERTS_RESOLVED
 from services.sms import render_sms
 
 MAX_LAST_SEEN_AGE = timedelta(days=30)
@@ -97,8 +99,9 @@ class AlertService:
         self._check_rules(body, now)
         resolution = self._resolve_area(body)
         try:
-            alert_id = await self._insert(client_id, body, resolution, idempotency_key,
-                                          request_hash, now)
+            alert_id = await self._insert(
+                client_id, body, resolution, idempotency_key, request_hash, now
+            )
         except IntegrityError:
             # A concurrent request with the same idempotency key won the race.
             if idempotency_key is None:
@@ -108,6 +111,7 @@ class AlertService:
                 raise
             return CreateOutcome(alert=replay, replayed=True)
         self._on_commit()
+        ALERTS_CREATED.labels(body.subject.category.value).inc()
         return CreateOutcome(alert=await self.get(alert_id), replayed=False)
 
     async def get(self, alert_id: str) -> AlertRead:
@@ -116,7 +120,8 @@ class AlertService:
             if alert is None:
                 raise NotFound(f"no alert with id {alert_id}")
             deliveries = await _deliveries_of(session, [alert.id])
-        return _to_read(alert, deliveries.get(alert.id, []))
+            channels = await _consent_channels_of(session, [alert.id])
+        return _to_read(alert, deliveries.get(alert.id, []), channels.get(alert.id, []))
 
     async def list(self, status: AlertStatus | None, limit: int, cursor: str | None) -> AlertList:
         query = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit + 1)
@@ -128,8 +133,10 @@ class AlertService:
         async with self._db.read() as session:
             alerts = list((await session.scalars(query)).all())
             page, more = alerts[:limit], len(alerts) > limit
-            deliveries = await _deliveries_of(session, [a.id for a in page])
-        items = [_to_read(a, deliveries.get(a.id, [])) for a in page]
+            ids = [a.id for a in page]
+            deliveries = await _deliveries_of(session, ids)
+            channels = await _consent_channels_of(session, ids)
+        items = [_to_read(a, deliveries.get(a.id, []), channels.get(a.id, [])) for a in page]
         next_cursor = _encode_cursor(page[-1]) if more and page else None
         return AlertList(items=items, next_cursor=next_cursor)
 
@@ -145,6 +152,7 @@ class AlertService:
                 self._retract(session, alert, body.reason.value, client_id, now)
         if not already:
             self._on_commit()
+            ALERTS_RESOLVED.labels(body.reason.value).inc()
         return ResolveOutcome(alert=await self.get(alert_id), already_resolved=already)
 
     # -- internals -------------------------------------------------------------
@@ -161,8 +169,11 @@ class AlertService:
         area = body.target_area
         try:
             return self._geofence.resolve(
-                [CircleTarget(lat=body.last_seen.lat, lon=body.last_seen.lon,
-                              radius_m=area.radius_m)]
+                [
+                    CircleTarget(
+                        lat=body.last_seen.lat, lon=body.last_seen.lon, radius_m=area.radius_m
+                    )
+                ]
             )
         except GeofenceError as exc:
             raise ValidationFailed(exc.message, field="target_area") from exc
@@ -187,66 +198,121 @@ class AlertService:
     ) -> str:
         alert_id = str(uuid.uuid4())
         subject, seen = body.subject, body.last_seen
-        sms_text = render_sms(subject.category, subject.age, subject.description, seen.place,
-                              seen.at)
+        sms_text = render_sms(
+            subject.category, subject.age, subject.description, seen.place, seen.at
+        )
         districts = [
-            {"code": d.code, "name": d.name, "province_code": d.province_code,
-             "share_covered": round(d.share_covered, 6)}
+            {
+                "code": d.code,
+                "name": d.name,
+                "province_code": d.province_code,
+                "share_covered": round(d.share_covered, 6),
+            }
             for d in resolution.districts
         ]
         alert = Alert(
-            id=alert_id, client_id=client_id, case_reference=body.case_reference,
-            status=AlertStatus.active.value, version=1, category=subject.category.value,
-            subject_age=subject.age, subject_name=subject.name, description=subject.description,
+            id=alert_id,
+            client_id=client_id,
+            case_reference=body.case_reference,
+            status=AlertStatus.active.value,
+            version=1,
+            category=subject.category.value,
+            subject_age=subject.age,
+            subject_name=subject.name,
+            description=subject.description,
             photo_url=str(subject.photo_url) if subject.photo_url else None,
-            last_seen_lat=seen.lat, last_seen_lon=seen.lon, last_seen_at=seen.at,
-            last_seen_place=seen.place, target=body.target_area.model_dump(mode="json"),
-            area={"area_km2": resolution.area_km2, "districts": districts,
-                  "polygon": dict(resolution.broadcast.geometry)},
-            languages={"codes": body.languages}, sms_text=sms_text, created_at=now,
-            resolved_at=None, resolution_reason=None,
+            last_seen_lat=seen.lat,
+            last_seen_lon=seen.lon,
+            last_seen_at=seen.at,
+            last_seen_place=seen.place,
+            target=body.target_area.model_dump(mode="json"),
+            area={
+                "area_km2": resolution.area_km2,
+                "districts": districts,
+                "polygon": dict(resolution.broadcast.geometry),
+            },
+            languages={"codes": body.languages},
+            sms_text=sms_text,
+            created_at=now,
+            resolved_at=None,
+            resolution_reason=None,
         )
         event_id = str(uuid.uuid4())
         event = DispatchRequested(
-            event_id=uuid.UUID(event_id), alert_id=uuid.UUID(alert_id), alert_version=1,
+            event_id=uuid.UUID(event_id),
+            alert_id=uuid.UUID(alert_id),
+            alert_version=1,
             occurred_at=now,
             content=AlertContent(
-                category=subject.category.value, age=subject.age,
+                category=subject.category.value,
+                age=subject.age,
                 description=subject.description,
-                photo_url=alert.photo_url, last_seen_lat=seen.lat, last_seen_lon=seen.lon,
-                last_seen_at=seen.at, last_seen_place=seen.place, sms_text=sms_text,
+                photo_url=alert.photo_url,
+                last_seen_lat=seen.lat,
+                last_seen_lon=seen.lon,
+                last_seen_at=seen.at,
+                last_seen_place=seen.place,
+                sms_text=sms_text,
                 languages=body.languages,
             ),
             area=AreaSummary(
-                circle_lat=seen.lat, circle_lon=seen.lon, radius_m=body.target_area.radius_m,
+                circle_lat=seen.lat,
+                circle_lon=seen.lon,
+                radius_m=body.target_area.radius_m,
                 polygon=dict(resolution.broadcast.geometry),
-                districts=[DistrictSummary(code=d.code, name=d.name,
-                                           province_code=d.province_code)
-                           for d in resolution.districts],
+                districts=[
+                    DistrictSummary(code=d.code, name=d.name, province_code=d.province_code)
+                    for d in resolution.districts
+                ],
             ),
             operators=self._operators,
         )
         async with self._db.write() as session:
             session.add(alert)
             await session.flush()
-            session.add(ConsentRecord(
-                alert_id=alert_id, giver_relationship=body.consent.given_by.relationship.value,
-                giver_name=body.consent.given_by.name, given_at=body.consent.given_at,
-                channels={"channels": [c.value for c in body.consent.channels]},
-                evidence_reference=body.consent.evidence_reference, recorded_at=now,
-            ))
+            session.add(
+                ConsentRecord(
+                    alert_id=alert_id,
+                    giver_relationship=body.consent.given_by.relationship.value,
+                    giver_name=body.consent.given_by.name,
+                    given_at=body.consent.given_at,
+                    channels={"channels": [c.value for c in body.consent.channels]},
+                    evidence_reference=body.consent.evidence_reference,
+                    recorded_at=now,
+                )
+            )
             if idempotency_key is not None:
-                session.add(IdempotencyKey(client_id=client_id, key=idempotency_key,
-                                           request_sha256=request_hash, alert_id=alert_id,
-                                           created_at=now))
+                session.add(
+                    IdempotencyKey(
+                        client_id=client_id,
+                        key=idempotency_key,
+                        request_sha256=request_hash,
+                        alert_id=alert_id,
+                        created_at=now,
+                    )
+                )
             self._add_deliveries(session, alert_id, "dispatch", 1, event_id, now)
-            audit.record(session, alert_id=alert_id, actor=client_id, action="alert.created",
-                         now=now, details={"operators": self._operators,
-                                           "district_count": len(districts),
-                                           "radius_m": body.target_area.radius_m})
-            outbox.add_event(session, event_id=event_id, alert_id=alert_id,
-                             event_type=event.type, topic=self._topics.alert_events,
-                             event=event, now=now)
+            audit.record(
+                session,
+                alert_id=alert_id,
+                actor=client_id,
+                action="alert.created",
+                now=now,
+                details={
+                    "operators": self._operators,
+                    "district_count": len(districts),
+                    "radius_m": body.target_area.radius_m,
+                },
+            )
+            outbox.add_event(
+                session,
+                event_id=event_id,
+                alert_id=alert_id,
+                event_type=event.type,
+                topic=self._topics.alert_events,
+                event=event,
+                now=now,
+            )
         return alert_id
 
     def _retract(
@@ -258,27 +324,58 @@ class AlertService:
         alert.resolution_reason = reason
         event_id = str(uuid.uuid4())
         event = AlertRetracted(
-            event_id=uuid.UUID(event_id), alert_id=uuid.UUID(alert.id),
-            alert_version=alert.version, occurred_at=now, reason=reason,
+            event_id=uuid.UUID(event_id),
+            alert_id=uuid.UUID(alert.id),
+            alert_version=alert.version,
+            occurred_at=now,
+            reason=reason,
             operators=self._operators,
         )
         self._add_deliveries(session, alert.id, "retraction", alert.version, event_id, now)
-        audit.record(session, alert_id=alert.id, actor=client_id, action="alert.resolved",
-                     now=now, details={"reason": reason, "version": alert.version})
-        outbox.add_event(session, event_id=event_id, alert_id=alert.id, event_type=event.type,
-                         topic=self._topics.alert_events, event=event, now=now)
+        audit.record(
+            session,
+            alert_id=alert.id,
+            actor=client_id,
+            action="alert.resolved",
+            now=now,
+            details={"reason": reason, "version": alert.version},
+        )
+        outbox.add_event(
+            session,
+            event_id=event_id,
+            alert_id=alert.id,
+            event_type=event.type,
+            topic=self._topics.alert_events,
+            event=event,
+            now=now,
+        )
 
     def _add_deliveries(
-        self, session: AsyncSession, alert_id: str, kind: str, version: int, event_id: str,
+        self,
+        session: AsyncSession,
+        alert_id: str,
+        kind: str,
+        version: int,
+        event_id: str,
         now: datetime,
     ) -> None:
         for operator in self._operators:
-            session.add(Delivery(
-                alert_id=alert_id, operator=operator, kind=kind, alert_version=version,
-                event_id=event_id, webhook_id=webhook_id_for(event_id, operator),
-                status=DeliveryStatus.pending.value, attempts=0, last_status_code=None,
-                last_error=None, accepted_at=now, delivered_at=None,
-            ))
+            session.add(
+                Delivery(
+                    alert_id=alert_id,
+                    operator=operator,
+                    kind=kind,
+                    alert_version=version,
+                    event_id=event_id,
+                    webhook_id=webhook_id_for(event_id, operator),
+                    status=DeliveryStatus.pending.value,
+                    attempts=0,
+                    last_status_code=None,
+                    last_error=None,
+                    accepted_at=now,
+                    delivered_at=None,
+                )
+            )
 
 
 def _parse_id(alert_id: str) -> str:
@@ -300,22 +397,41 @@ async def _deliveries_of(session: AsyncSession, ids: list[str]) -> dict[str, lis
     return grouped
 
 
-def _to_read(alert: Alert, deliveries: list[Delivery]) -> AlertRead:
+async def _consent_channels_of(session: AsyncSession, ids: list[str]) -> dict[str, list[str]]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(ConsentRecord.alert_id, ConsentRecord.channels).where(
+            ConsentRecord.alert_id.in_(ids)
+        )
+    )
+    return {alert_id: list(channels.get("channels", [])) for alert_id, channels in rows}
+
+
+def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> AlertRead:
     area: dict[str, Any] = alert.area
     return AlertRead(
-        id=uuid.UUID(alert.id), case_reference=alert.case_reference,
-        status=AlertStatus(alert.status), version=alert.version, category=alert.category,
-        created_at=_aware(alert.created_at), resolved_at=_aware_or_none(alert.resolved_at),
+        id=uuid.UUID(alert.id),
+        case_reference=alert.case_reference,
+        status=AlertStatus(alert.status),
+        version=alert.version,
+        category=alert.category,
+        created_at=_aware(alert.created_at),
+        resolved_at=_aware_or_none(alert.resolved_at),
         resolution_reason=alert.resolution_reason,
         target_area=CircleArea.model_validate(alert.target),
         area_km2=area.get("area_km2", 0.0),
         districts=[DistrictRef.model_validate(d) for d in area.get("districts", [])],
-        sms_text=alert.sms_text or "", languages=list(alert.languages.get("codes", [])),
-        consent_channels=[],
+        sms_text=alert.sms_text or "",
+        languages=list(alert.languages.get("codes", [])),
+        consent_channels=[ConsentChannel(c) for c in channels],
         deliveries=[
             OperatorDeliveryRead(
-                operator=d.operator, kind=d.kind, status=DeliveryStatus(d.status),
-                attempts=d.attempts, webhook_id=d.webhook_id,
+                operator=d.operator,
+                kind=d.kind,
+                status=DeliveryStatus(d.status),
+                attempts=d.attempts,
+                webhook_id=d.webhook_id,
                 last_status_code=d.last_status_code,
                 delivered_at=_aware_or_none(d.delivered_at),
             )

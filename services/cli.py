@@ -80,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "adapter": Parts(api=False, relay=False, operators=[getattr(args, "operator", "")]),
     }[args.command]
     if args.command in ("relay", "adapter") and settings.embedded_broker:
-        parser.error("separate processes need KAYIP_KAFKA_BOOTSTRAP_SERVERS; use serve for "
-                     "the embedded broker")
+        parser.error(
+            "separate processes need KAYIP_KAFKA_BOOTSTRAP_SERVERS; use serve for "
+            "the embedded broker"
+        )
     if args.command == "adapter" and args.operator not in settings.enabled_operators:
         parser.error(f"operator {args.operator!r} is not configured and enabled")
     try:

@@ -21,8 +21,9 @@ MAX_CONSENT_AGE = timedelta(days=30)
 def check_subject(subject: Subject) -> None:
     """Category and age must agree, or the template would describe the wrong person."""
     if subject.category is SubjectCategory.child and subject.age >= 18:
-        raise ValidationFailed("a child must be under 18; use adult or vulnerable_adult",
-                               field="subject.age")
+        raise ValidationFailed(
+            "a child must be under 18; use adult or vulnerable_adult", field="subject.age"
+        )
     if subject.category is SubjectCategory.adult and subject.age < 18:
         raise ValidationFailed("an adult must be 18 or older; use child", field="subject.age")
 
@@ -30,13 +31,15 @@ def check_subject(subject: Subject) -> None:
 def check_consent(consent: Consent, subject: Subject, now: datetime) -> None:
     """Raise ValidationFailed unless this consent allows an SMS alert for this subject."""
     if ConsentChannel.sms not in consent.channels:
-        raise ValidationFailed("the consent does not cover the sms channel; nothing was sent",
-                               field="consent.channels")
+        raise ValidationFailed(
+            "the consent does not cover the sms channel; nothing was sent", field="consent.channels"
+        )
     if consent.given_at > now + CLOCK_SKEW:
         raise ValidationFailed("consent.given_at is in the future", field="consent.given_at")
     if consent.given_at < now - MAX_CONSENT_AGE:
-        raise ValidationFailed("the consent is older than 30 days; record it again",
-                               field="consent.given_at")
+        raise ValidationFailed(
+            "the consent is older than 30 days; record it again", field="consent.given_at"
+        )
     is_minor = subject.category is SubjectCategory.child or subject.age < 18
     if is_minor and consent.given_by.relationship not in GUARDIANS:
         raise ValidationFailed(
@@ -46,5 +49,7 @@ def check_consent(consent: Consent, subject: Subject, now: datetime) -> None:
     if consent.given_by.relationship is ConsentRelationship.self_ and (
         subject.category is not SubjectCategory.adult
     ):
-        raise ValidationFailed("only an adult who is not vulnerable can consent for themself",
-                               field="consent.given_by.relationship")
+        raise ValidationFailed(
+            "only an adult who is not vulnerable can consent for themself",
+            field="consent.given_by.relationship",
+        )

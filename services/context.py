@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from geofence import GeofenceEngine, default_engine
+from services import metrics
 from services.alerts import AlertService
 from services.auth import ApiKeyAuthenticator
 from services.db.engine import Database
@@ -23,11 +24,14 @@ class ServiceContext:
 
     @classmethod
     def build(
-        cls, settings: Settings, geofence: GeofenceEngine | None = None,
+        cls,
+        settings: Settings,
+        geofence: GeofenceEngine | None = None,
         db: Database | None = None,
     ) -> ServiceContext:
         database = db or Database(settings.database_url, settings.database_pool_size)
         signal = OutboxSignal()
+        metrics.prime(sorted(settings.enabled_operators))
         alerts = AlertService(
             db=database,
             geofence=geofence or default_engine(),
@@ -35,8 +39,13 @@ class ServiceContext:
             operators=sorted(settings.enabled_operators),
             on_commit=signal.notify,
         )
-        return cls(settings=settings, db=database, signal=signal, alerts=alerts,
-                   auth=ApiKeyAuthenticator(settings.api_keys))
+        return cls(
+            settings=settings,
+            db=database,
+            signal=signal,
+            alerts=alerts,
+            auth=ApiKeyAuthenticator(settings.api_keys),
+        )
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -11,8 +11,11 @@ from services import audit
 from services.db.engine import Database
 from services.db.models import Delivery
 
-FINAL = (DeliveryStatus.delivered.value, DeliveryStatus.failed.value,
-         DeliveryStatus.suppressed.value)
+FINAL = (
+    DeliveryStatus.delivered.value,
+    DeliveryStatus.failed.value,
+    DeliveryStatus.suppressed.value,
+)
 
 
 class DeliveryRecorder:
@@ -34,8 +37,13 @@ class DeliveryRecorder:
             await session.execute(
                 update(Delivery)
                 .where(Delivery.webhook_id == webhook_id)
-                .values(status=DeliveryStatus.delivered.value, attempts=attempts,
-                        last_status_code=status_code, last_error=None, delivered_at=at)
+                .values(
+                    status=DeliveryStatus.delivered.value,
+                    attempts=attempts,
+                    last_status_code=status_code,
+                    last_error=None,
+                    delivered_at=at,
+                )
             )
 
     async def failed(
@@ -49,7 +57,16 @@ class DeliveryRecorder:
             row.attempts = attempts
             row.last_status_code = status_code
             row.last_error = reason[:200]
-            audit.record(session, alert_id=row.alert_id, actor=f"adapter:{row.operator}",
-                         action=f"{row.kind}.failed", now=at,
-                         details={"operator": row.operator, "webhook_id": webhook_id,
-                                  "attempts": attempts, "status_code": status_code})
+            audit.record(
+                session,
+                alert_id=row.alert_id,
+                actor=f"adapter:{row.operator}",
+                action=f"{row.kind}.failed",
+                now=at,
+                details={
+                    "operator": row.operator,
+                    "webhook_id": webhook_id,
+                    "attempts": attempts,
+                    "status_code": status_code,
+                },
+            )

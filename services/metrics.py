@@ -28,3 +28,12 @@ OUTBOX_PUBLISH_ERRORS = Counter(
 )
 ALERTS_CREATED = Counter("kayip_alerts_created_total", "Alerts accepted.", ["category"])
 ALERTS_RESOLVED = Counter("kayip_alerts_resolved_total", "Alerts resolved.", ["reason"])
+
+
+def prime(operators: list[str]) -> None:
+    """Create every operator's series up front so dashboards see zeros, not gaps."""
+    for operator in operators:
+        for kind in ("dispatch", "retraction"):
+            DISPATCH_LATENCY.labels(operator, kind)
+            for status in ("delivered", "failed"):
+                DELIVERIES_FINISHED.labels(operator, kind, status)

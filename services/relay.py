@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from services.db.engine import Database
 from services.db.models import OutboxEvent
-from services.metrics import OUTBOX_PUBLISHED, OUTBOX_PUBLISH_ERRORS
+from services.metrics import OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
 from services.outbox import OutboxSignal
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,10 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # broker or database down: keep the events, retry
                 OUTBOX_PUBLISH_ERRORS.inc()
-                log.warning("outbox relay failed; will retry",
-                            extra={"error": type(exc).__name__, "retry_in_s": backoff})
+                log.warning(
+                    "outbox relay failed; will retry",
+                    extra={"error": type(exc).__name__, "retry_in_s": backoff},
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -68,8 +70,9 @@ class OutboxRelay:
         async with self._db.read() as session:
             rows = (
                 await session.execute(
-                    select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.alert_id,
-                           OutboxEvent.payload)
+                    select(
+                        OutboxEvent.id, OutboxEvent.topic, OutboxEvent.alert_id, OutboxEvent.payload
+                    )
                     .where(OutboxEvent.published_at.is_(None))
                     .order_by(OutboxEvent.id)
                     .limit(self._batch_size)

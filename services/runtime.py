@@ -85,13 +85,19 @@ class Runtime:
         else:
             self.bootstrap = settings.kafka_bootstrap_servers or ""
         topics = Topics(settings.kafka_topic_prefix)
-        await ensure_topics(self.bootstrap, topics, settings.kafka_partitions,
-                            settings.kafka_replication_factor)
+        await ensure_topics(
+            self.bootstrap, topics, settings.kafka_partitions, settings.kafka_replication_factor
+        )
         if self.parts.relay:
             self._producer = make_producer(settings, self.bootstrap)
             await self._producer.start()
-            relay = OutboxRelay(db, KafkaPublisher(self._producer), self.context.signal,
-                                settings.relay_batch_size, settings.relay_poll_interval_s)
+            relay = OutboxRelay(
+                db,
+                KafkaPublisher(self._producer),
+                self.context.signal,
+                settings.relay_batch_size,
+                settings.relay_poll_interval_s,
+            )
             self._spawn(relay.run(), "relay")
         await self._start_workers(db, topics)
 
@@ -99,21 +105,28 @@ class Runtime:
         from operator_adapters.registry import build_adapter, discover
         from operator_adapters.worker import AdapterWorker, RetryPolicy
 
-        enabled = self.settings.enabled_operators
+        settings = self.settings
+        enabled = settings.enabled_operators
         names = list(enabled) if self.parts.operators is None else list(self.parts.operators)
         if not names:
             return
         self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
         available = discover()
         recorder = DeliveryRecorder(db)
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
             adapter = build_adapter(name, config, self._http, available)
-            consumer = make_consumer(self.settings, self.bootstrap, topics.alert_events,
-                                     consumer_group(name))
-            worker = AdapterWorker(adapter, consumer, recorder,
-                                   RetryPolicy(deadline_s=config.retry_deadline_s))
+            consumer = make_consumer(
+                self.settings,
+                self.bootstrap,
+                topics.alert_events,
+                consumer_group(settings.kafka_topic_prefix, name),
+            )
+            worker = AdapterWorker(
+                adapter, consumer, recorder, RetryPolicy(deadline_s=config.retry_deadline_s)
+            )
             self.workers.append(worker)
             self._spawn(worker.run(), f"adapter:{name}")
 
@@ -130,8 +143,14 @@ class Runtime:
 
         assert self.context is not None
         app = create_app(self.settings, self.context)
-        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.port,
-                                log_config=None, access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host=self.settings.host,
+            port=self.settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self._spawn(self.server.serve(), "api")
         while not self.server.started:
@@ -181,5 +200,7 @@ def _log_crash(task: asyncio.Task[None]) -> None:
         return
     exc = task.exception()
     if exc is not None:
-        log.error("a service part stopped with an error",
-                  extra={"part": task.get_name(), "error": repr(exc)})
+        log.error(
+            "a service part stopped with an error",
+            extra={"part": task.get_name(), "error": repr(exc)},
+        )

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_fetch_max_wait_ms: int = Field(default=2, ge=0, le=5000)
+    kafka_session_timeout_ms: int | None = Field(default=None, ge=1000, le=300000)
 
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
@@ -140,6 +141,14 @@ class Settings(BaseSettings):
         if self.kafka_enable_idempotence is not None:
             return self.kafka_enable_idempotence
         return not self.embedded_broker
+
+    @property
+    def consumer_session_timeout_ms(self) -> int:
+        """Tansu holds a JoinGroup for half the session timeout, so the embedded
+        broker gets a short one (faster start); Apache Kafka's minimum is 6 s."""
+        if self.kafka_session_timeout_ms is not None:
+            return self.kafka_session_timeout_ms
+        return 2000 if self.embedded_broker else 10000
 
     @property
     def enabled_operators(self) -> dict[str, OperatorConfig]:

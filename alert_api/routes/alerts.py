@@ -19,14 +19,21 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
 
 IdempotencyKeyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=200,
-           description="Makes retries safe: same key and body return the same alert."),
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Makes retries safe: same key and body return the same alert.",
+    ),
 ]
 
 
 @router.post("", status_code=201, response_model=AlertRead, responses=PROBLEMS)
 async def create_alert(
-    body: AlertCreate, client: WriterClient, service: AlertServiceDep, response: Response,
+    body: AlertCreate,
+    client: WriterClient,
+    service: AlertServiceDep,
+    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> AlertRead:
     outcome = await service.create(client.client_id, body, idempotency_key)
@@ -38,7 +45,8 @@ async def create_alert(
 
 @router.get("", response_model=AlertList, responses=PROBLEMS)
 async def list_alerts(
-    _client: ReaderClient, service: AlertServiceDep,
+    _client: ReaderClient,
+    service: AlertServiceDep,
     status: AlertStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -51,10 +59,12 @@ async def get_alert(alert_id: str, _client: ReaderClient, service: AlertServiceD
     return await service.get(alert_id)
 
 
-@router.post("/{alert_id}/resolve", status_code=202, response_model=AlertRead,
-             responses=PROBLEMS)
+@router.post("/{alert_id}/resolve", status_code=202, response_model=AlertRead, responses=PROBLEMS)
 async def resolve_alert(
-    alert_id: str, body: AlertResolve, client: WriterClient, service: AlertServiceDep,
+    alert_id: str,
+    body: AlertResolve,
+    client: WriterClient,
+    service: AlertServiceDep,
     response: Response,
 ) -> AlertRead:
     outcome = await service.resolve(client.client_id, alert_id, body)

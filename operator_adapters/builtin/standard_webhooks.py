@@ -83,7 +83,9 @@ class StandardWebhooksAdapter(OperatorAdapter):
         headers["content-type"] = message.content_type
         try:
             response = await self.http.post(
-                self.config.endpoint_url, content=message.body, headers=headers,
+                self.config.endpoint_url,
+                content=message.body,
+                headers=headers,
                 timeout=self.config.timeout_s,
             )
         except httpx.TimeoutException as exc:
@@ -94,7 +96,8 @@ class StandardWebhooksAdapter(OperatorAdapter):
             return DeliveryReceipt(status_code=response.status_code)
         if response.status_code in RETRIABLE_STATUS:
             raise RetriableDeliveryError(
-                f"http {response.status_code}", response.status_code,
+                f"http {response.status_code}",
+                response.status_code,
                 _retry_after(response.headers.get("retry-after")),
             )
         raise PermanentDeliveryError(f"http {response.status_code}", response.status_code)

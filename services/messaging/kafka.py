@@ -24,8 +24,10 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replica
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication)
-                     for t in missing]
+                    [
+                        NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                        for t in missing
+                    ]
                 )
             except TopicAlreadyExistsError:
                 pass
@@ -54,4 +56,6 @@ def make_consumer(settings: Settings, bootstrap: str, topic: str, group: str) ->
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         max_poll_records=200,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=max(200, settings.consumer_session_timeout_ms // 5),
     )

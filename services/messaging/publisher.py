@@ -15,6 +15,7 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
         # send() only enqueues, in call order, per partition; awaiting every
         # future keeps the batch all-or-retry.
-        futures = [await self._producer.send(topic, value=value, key=key)
-                   for topic, key, value in messages]
+        futures = [
+            await self._producer.send(topic, value=value, key=key) for topic, key, value in messages
+        ]
         await asyncio.gather(*futures)

@@ -19,5 +19,6 @@ class Topics:
         return [self.alert_events]
 
 
-def consumer_group(operator: str) -> str:
-    return f"kayip-alarm.adapter.{operator}"
+def consumer_group(prefix: str, operator: str) -> str:
+    """One group per operator: each operator gets every message once."""
+    return f"{prefix}.adapter.{operator}"
