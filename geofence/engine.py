@@ -1,0 +1,210 @@
+"""The geofence engine: from alert targets to districts, a broadcast polygon and cells.
+
+All indexes (districts, per-operator cell trees, projection transformers) are
+built in :meth:`GeofenceEngine.load`; :meth:`GeofenceEngine.resolve` only queries
+them, so a request costs milliseconds and never touches the disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geofence.broadcast import broadcast_polygon, overshoot, ring_positions
+from geofence.cells import CellIndex, CellLayer
+from geofence.coverage import coverage_outside
+from geofence.districts import DistrictIndex
+from geofence.errors import GeofenceError
+from geofence.geodesy import albers_area_km2, conformal, warm_up
+from geofence.limits import GeofenceLimits
+from geofence.planar import PlanarTarget
+from geofence.results import AreaShare, BroadcastPolygon, OperatorCells, Resolution
+from geofence.shapes import target_geometry
+from geofence.synthetic import default_layers
+from geofence.targets import AdminAreaTarget, Target
+
+#: How far (degrees) beyond Türkiye's bounding box a target may lie and still be
+#: called "at sea or abroad" rather than "outside Türkiye" (covers nearby seas
+#: and neighbours; anything further away is almost certainly a data error).
+_NEIGHBOURHOOD_DEG = 1.0
+#: Above this many boundary segments a target is "detailed": the cell prefilter
+#: then tests boxes against the geometry instead of only its envelope.
+_DETAILED_SEGMENTS = 256
+
+
+class GeofenceEngine:
+    """Resolves alert targets against Türkiye's districts and operators' cells."""
+
+    def __init__(
+        self,
+        limits: GeofenceLimits,
+        districts: DistrictIndex,
+        cells: Sequence[CellIndex],
+    ) -> None:
+        self.limits = limits
+        self.districts_index = districts
+        self.cells = tuple(cells)
+        minx, miny, maxx, maxy = districts.bounds
+        self._neighbourhood = shapely.box(
+            minx - _NEIGHBOURHOOD_DEG,
+            miny - _NEIGHBOURHOOD_DEG,
+            maxx + _NEIGHBOURHOOD_DEG,
+            maxy + _NEIGHBOURHOOD_DEG,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        limits: GeofenceLimits = GeofenceLimits(),  # noqa: B008 - frozen value, safe default
+        cell_layers: Mapping[str, CellLayer] | None = None,
+    ) -> GeofenceEngine:
+        """Build every index once. ``cell_layers=None`` means the synthetic national layers."""
+        warm_up()
+        districts = DistrictIndex.load()
+        layers = default_layers(districts) if cell_layers is None else dict(cell_layers)
+        return cls(limits, districts, [CellIndex(layer) for layer in layers.values()])
+
+    # -- targets ---------------------------------------------------------------
+
+    def _check_on_land(self, geom: BaseGeometry, target: Target, index: int) -> None:
+        if isinstance(target, AdminAreaTarget) or self.districts_index.touches_land(geom):
+            return
+        swapped = shapely.transform(geom, lambda xy: xy[:, ::-1])
+        c = geom.centroid
+        if self.districts_index.touches_land(swapped):
+            raise GeofenceError(
+                "outside_turkiye",
+                f"target {index} (around lat {c.y:.5f}, lon {c.x:.5f}) is outside Türkiye; "
+                "latitude and longitude look swapped - with them exchanged it falls on "
+                "Turkish land (GeoJSON positions are [longitude, latitude])",
+                index,
+            )
+        if not self._neighbourhood.intersects(geom):
+            raise GeofenceError(
+                "outside_turkiye",
+                f"target {index} (around lat {c.y:.5f}, lon {c.x:.5f}) is outside Türkiye",
+                index,
+            )
+        raise GeofenceError(
+            "at_sea_or_abroad",
+            f"target {index} (around lat {c.y:.5f}, lon {c.x:.5f}) touches no Turkish "
+            "district: it is entirely at sea or across the border",
+            index,
+        )
+
+    def target_geometries(self, targets: Sequence[Target]) -> list[BaseGeometry]:
+        """Validated lon/lat geometry of each target; raises :class:`GeofenceError`."""
+        if not targets:
+            raise GeofenceError("no_targets", "at least one target is required")
+        geoms: list[BaseGeometry] = []
+        for i, target in enumerate(targets):
+            try:
+                geom = target_geometry(target, self.limits, self.districts_index)
+            except GeofenceError as exc:
+                raise exc.with_index(i) from None
+            self._check_on_land(geom, target, i)
+            geoms.append(geom)
+        return geoms
+
+    def target_union(self, targets: Sequence[Target]) -> BaseGeometry:
+        """Validated union of all targets, lon/lat; raises :class:`GeofenceError`."""
+        geoms = self.target_geometries(targets)
+        return geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+
+    def _check_area(self, geoms: Sequence[BaseGeometry], union: BaseGeometry) -> float:
+        area_km2 = float(albers_area_km2(union))
+        limit = self.limits.max_area_km2
+        if area_km2 <= limit:
+            return area_km2
+        # Blame a single target when one alone is too big; else the combination.
+        culprit: int | None = None
+        for i, geom in enumerate(geoms):
+            if float(albers_area_km2(geom)) > limit:
+                culprit = i
+                break
+        raise GeofenceError(
+            "area_too_large",
+            f"the target covers {area_km2:,.0f} km², more than the allowed {limit:,.0f} km²"
+            + ("" if culprit is not None else " (all targets together)"),
+            culprit,
+        )
+
+    # -- public API ------------------------------------------------------------
+
+    def districts_touched(self, geom: BaseGeometry | Mapping[str, Any]) -> tuple[AreaShare, ...]:
+        """Districts (sorted by code) intersecting a lon/lat geometry, with share covered."""
+        shape = geom if isinstance(geom, BaseGeometry) else shapely.geometry.shape(geom)
+        return self.districts_index.shares(shape)[0]
+
+    def resolve(self, targets: Sequence[Target]) -> Resolution:
+        """Resolve the union of ``targets``; raises :class:`GeofenceError` on bad input."""
+        geoms = self.target_geometries(targets)
+        union = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        area_km2 = self._check_area(geoms, union)
+        districts, provinces = self.districts_index.shares(union)
+        bpoly = broadcast_polygon(union, self.limits.vertex_budget)
+        over_km2, over_m = overshoot(union, bpoly, area_km2)
+        broadcast = BroadcastPolygon(
+            geometry=shapely.geometry.mapping(bpoly),
+            vertex_count=ring_positions(bpoly),
+            overshoot_km2=over_km2,
+            overshoot_max_m=over_m,
+        )
+        operators = self._operators(union)
+        return Resolution(
+            target_geojson=shapely.geometry.mapping(union),
+            area_km2=area_km2,
+            districts=districts,
+            provinces=provinces,
+            broadcast=broadcast,
+            operators=operators,
+        )
+
+    def _operators(self, union: BaseGeometry) -> tuple[OperatorCells, ...]:
+        if not self.cells:
+            return ()
+        planar = PlanarTarget(conformal().project(union))
+        detailed = planar.segments.shape[0] > _DETAILED_SEGMENTS
+        selections = [index.select(union, planar, detailed) for index in self.cells]
+        k_min, k_max = conformal().k_range(union.bounds[1], union.bounds[3])
+        outside = coverage_outside(selections, planar, k_mid=(k_min + k_max) / 2.0)
+        out: list[OperatorCells] = []
+        for index, sel, (outside_km2, outside_share) in zip(
+            self.cells, selections, outside, strict=True
+        ):
+            layer = index.layer
+            population = (
+                int(round(float(layer.population[sel.rows].sum())))
+                if layer.population is not None
+                else None
+            )
+            out.append(
+                OperatorCells(
+                    operator=layer.operator,
+                    mcc=layer.mcc,
+                    mnc=layer.mnc,
+                    cell_ids=index.cell_ids(sel.rows),
+                    coverage_outside_km2=outside_km2,
+                    coverage_outside_share=outside_share,
+                    estimated_population=population,
+                )
+            )
+        return tuple(out)
+
+
+_default: GeofenceEngine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> GeofenceEngine:
+    """The process-wide engine with default limits and synthetic layers (built once)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = GeofenceEngine.load()
+    return _default

@@ -1,0 +1,76 @@
+"""Settings fail fast on unsafe production configuration."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.settings import DEV_API_KEY, ApiKeyConfig, Settings, hash_api_key
+
+REAL_SECRET = "whsec_cmVhbC1zZWNyZXQtZm9yLXRlc3RzLTEyMzQ1Njc4"
+
+
+def _production(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": "production",
+        "kafka_bootstrap_servers": "kafka:9092",
+        "database_url": "postgresql+asyncpg://u@db/kayip",
+        "api_keys": [
+            ApiKeyConfig(client_id="cs", key_sha256=hash_api_key("k" * 40), scopes=["alerts:write"])
+        ],
+        "operators": {
+            "turkcell": {"endpoint_url": "https://t.example/hook", "signing_secret": REAL_SECRET}
+        },
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+def test_development_defaults_give_three_operators_a_simulator_and_a_dev_key() -> None:
+    settings = Settings.model_validate({})
+    assert sorted(settings.enabled_operators) == ["turkcell", "turktelekom", "vodafone"]
+    assert settings.simulator_enabled is True
+    assert settings.embedded_broker
+    assert not settings.idempotent_producer
+    assert settings.api_keys[0].key_sha256 == hash_api_key(DEV_API_KEY)
+
+
+def test_a_valid_production_configuration_loads() -> None:
+    settings = _production()
+    assert settings.idempotent_producer is True
+    assert settings.simulator_enabled is False
+    assert settings.consumer_session_timeout_ms == 10000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"simulator_enabled": True}, "simulator"),
+        ({"api_keys": []}, "KAYIP_API_KEYS"),
+        ({"kafka_bootstrap_servers": None}, "bootstrap"),
+        (
+            {
+                "api_keys": [
+                    ApiKeyConfig(
+                        client_id="d", key_sha256=hash_api_key(DEV_API_KEY), scopes=["alerts:read"]
+                    )
+                ]
+            },
+            "development API key",
+        ),
+        ({"operators": {"turkcell": {"signing_secret": REAL_SECRET}}}, "endpoint_url"),
+        ({"operators": {"turkcell": {"endpoint_url": "https://t.example/hook"}}}, "signing_secret"),
+        ({"operators": {"Bad Name": {}}}, "lower-case identifier"),
+    ],
+)
+def test_unsafe_production_settings_are_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _production(**overrides)
+
+
+def test_environment_variables_configure_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAYIP_OPERATORS__TURKCELL__ENDPOINT_URL", "http://127.0.0.1:9/x")
+    monkeypatch.setenv("KAYIP_OPERATORS__TURKCELL__TIMEOUT_S", "2.5")
+    settings = Settings()
+    assert settings.operators["turkcell"].endpoint_url == "http://127.0.0.1:9/x"
+    assert settings.operators["turkcell"].timeout_s == 2.5
