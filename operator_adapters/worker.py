@@ -1,8 +1,10 @@
 """One operator's consumer: read alert events, deliver through the adapter, record, commit.
 
-Offsets are committed only after the outcome is recorded in the database, so a
-crash re-reads the batch; the stable webhook-id and the delivery record make the
-replay harmless.
+Per Kafka batch: one query finds what was already handled, partitions deliver
+concurrently (in order within a partition, which keeps a retraction behind its
+dispatch), one transaction records every outcome, and only then is the offset
+committed. A crash re-reads the batch; the stable webhook-id and the delivery
+records make the replay harmless.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
-from schemas.events import AlertEventEnvelope, DispatchRequested
+from schemas.events import AlertEvent, AlertEventEnvelope, DispatchRequested
 from services.alerts import webhook_id_for
-from services.deliveries import DeliveryRecorder
+from services.deliveries import DeliveryOutcome, DeliveryRecorder
 from services.metrics import DELIVERIES_FINISHED, DELIVERY_ATTEMPTS, DISPATCH_LATENCY
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,21 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after_s: float | None) -> float:
         backoff = random.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
         return max(backoff, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    event: AlertEvent
+    webhook_id: str
+
+
+def parse_event(value: bytes | None) -> AlertEvent | None:
+    try:
+        return AlertEventEnvelope.model_validate_json(
+            b'{"event":' + (value or b"null") + b"}"
+        ).event
+    except ValidationError:
+        return None
 
 
 class AdapterWorker:
@@ -61,53 +79,62 @@ class AdapterWorker:
                 batch = await self._consumer.getmany(timeout_ms=500)
                 if self._consumer.assignment():
                     self.ready.set()
-                if not batch:
-                    continue
-                await asyncio.gather(*(self._handle_partition(m) for m in batch.values()))
-                await self._consumer.commit()
+                if batch:
+                    await self._process(list(batch.values()))
+                    await self._consumer.commit()
         finally:
             await self._consumer.stop()
 
-    async def _handle_partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        # Records of one partition stay in order: that is what keeps a retraction
-        # behind its dispatch for the same alert.
-        for record in records:
-            await self._handle(record)
+    async def _process(self, partitions: Sequence[Sequence[ConsumerRecord[bytes, bytes]]]) -> None:
+        jobs = [
+            [job for r in records if (job := self._job(r)) is not None] for records in partitions
+        ]
+        done = await self._recorder.finished_among([j.webhook_id for p in jobs for j in p])
+        outcomes: list[DeliveryOutcome] = []
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            event = AlertEventEnvelope.model_validate_json(
-                b'{"event":' + (record.value or b"null") + b"}"
-            ).event
-        except ValidationError:
+        async def run_partition(partition_jobs: list[_Job]) -> None:
+            for job in partition_jobs:
+                if job.webhook_id not in done:
+                    done.add(job.webhook_id)  # the same event twice in one batch
+                    outcomes.append(await self._deliver(job))
+
+        await asyncio.gather(*(run_partition(p) for p in jobs))
+        await self._recorder.record(outcomes)
+
+    def _job(self, record: ConsumerRecord[bytes, bytes]) -> _Job | None:
+        event = parse_event(record.value)
+        if event is None:
             log.error(
                 "unreadable event skipped",
                 extra={
                     "operator": self.operator,
-                    "offset": record.offset,
                     "partition": record.partition,
+                    "offset": record.offset,
                 },
             )
-            return
+            return None
         if self.operator not in event.operators:
-            return
-        webhook_id = webhook_id_for(str(event.event_id), self.operator)
-        if await self._recorder.is_finished(webhook_id):
-            return
+            return None
+        return _Job(event, webhook_id_for(str(event.event_id), self.operator))
+
+    async def _deliver(self, job: _Job) -> DeliveryOutcome:
+        event = job.event
         if isinstance(event, DispatchRequested):
             kind, message = "dispatch", self._adapter.render_dispatch(event)
         else:
             kind, message = "retraction", self._adapter.render_retraction(event)
-        await self._deliver(kind, str(event.alert_id), webhook_id, message, event.occurred_at)
+        return await self._send(
+            kind, str(event.alert_id), job.webhook_id, message, event.occurred_at
+        )
 
-    async def _deliver(
+    async def _send(
         self,
         kind: str,
         alert_id: str,
         webhook_id: str,
         message: RenderedMessage,
         accepted_at: datetime,
-    ) -> None:
+    ) -> DeliveryOutcome:
         started = time.monotonic()
         attempt = 0
         while True:
@@ -119,9 +146,6 @@ class AdapterWorker:
                 delay = self._retry.delay(attempt, getattr(exc, "retry_after_s", None))
                 out_of_time = time.monotonic() - started + delay > self._retry.deadline_s
                 if not exc.retriable or out_of_time:
-                    await self._recorder.failed(
-                        webhook_id, attempt, exc.status_code, exc.reason, datetime.now(UTC)
-                    )
                     DELIVERIES_FINISHED.labels(self.operator, kind, "failed").inc()
                     log.error(
                         "delivery failed",
@@ -133,7 +157,17 @@ class AdapterWorker:
                             "reason": exc.reason,
                         },
                     )
-                    return
+                    return DeliveryOutcome(
+                        webhook_id,
+                        alert_id,
+                        self.operator,
+                        kind,
+                        False,
+                        attempt,
+                        exc.status_code,
+                        exc.reason,
+                        datetime.now(UTC),
+                    )
                 log.warning(
                     "delivery attempt failed; retrying",
                     extra={
@@ -149,11 +183,10 @@ class AdapterWorker:
                 continue
             now = datetime.now(UTC)
             DELIVERY_ATTEMPTS.labels(self.operator, kind, "ok").inc()
+            DELIVERIES_FINISHED.labels(self.operator, kind, "delivered").inc()
             DISPATCH_LATENCY.labels(self.operator, kind).observe(
                 max(0.0, (now - accepted_at).total_seconds())
             )
-            await self._recorder.delivered(webhook_id, attempt, receipt.status_code, now)
-            DELIVERIES_FINISHED.labels(self.operator, kind, "delivered").inc()
             log.info(
                 "delivered",
                 extra={
@@ -163,4 +196,14 @@ class AdapterWorker:
                     "attempts": attempt,
                 },
             )
-            return
+            return DeliveryOutcome(
+                webhook_id,
+                alert_id,
+                self.operator,
+                kind,
+                True,
+                attempt,
+                receipt.status_code,
+                None,
+                now,
+            )

@@ -40,11 +40,13 @@ from schemas.events import (
 )
 from services import audit, outbox
 from services.consent import CLOCK_SKEW, check_consent, check_subject
+from services.db.bulk import insert_all
 from services.db.engine import Database
-from services.db.models import Alert, ConsentRecord, Delivery, IdempotencyKey
+from services.db.models import Alert, Base, ConsentRecord, Delivery, IdempotencyKey
 from services.errors import Conflict, NotFound, ValidationFailed
 from services.messaging.topics import Topics
 from services.metrics import ALERTS_CREATED, ALERTS_RESOLVED
+from services.outbox_listener import notify_in_transaction
 from services.sms import render_sms
 
 MAX_LAST_SEEN_AGE = timedelta(days=30)
@@ -99,7 +101,7 @@ class AlertService:
         self._check_rules(body, now)
         resolution = self._resolve_area(body)
         try:
-            alert_id = await self._insert(
+            created = await self._insert(
                 client_id, body, resolution, idempotency_key, request_hash, now
             )
         except IntegrityError:
@@ -112,7 +114,7 @@ class AlertService:
             return CreateOutcome(alert=replay, replayed=True)
         self._on_commit()
         ALERTS_CREATED.labels(body.subject.category.value).inc()
-        return CreateOutcome(alert=await self.get(alert_id), replayed=False)
+        return CreateOutcome(alert=created, replayed=False)
 
     async def get(self, alert_id: str) -> AlertRead:
         async with self._db.read() as session:
@@ -123,7 +125,9 @@ class AlertService:
             channels = await _consent_channels_of(session, [alert.id])
         return _to_read(alert, deliveries.get(alert.id, []), channels.get(alert.id, []))
 
-    async def list(self, status: AlertStatus | None, limit: int, cursor: str | None) -> AlertList:
+    async def list_alerts(
+        self, status: AlertStatus | None, limit: int, cursor: str | None
+    ) -> AlertList:
         query = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit + 1)
         if status is not None:
             query = query.where(Alert.status == status.value)
@@ -149,7 +153,7 @@ class AlertService:
                 raise NotFound(f"no alert with id {alert_id}")
             already = alert.status == AlertStatus.resolved.value
             if not already:
-                self._retract(session, alert, body.reason.value, client_id, now)
+                await self._retract(session, alert, body.reason.value, client_id, now)
         if not already:
             self._on_commit()
             ALERTS_RESOLVED.labels(body.reason.value).inc()
@@ -195,7 +199,8 @@ class AlertService:
         idempotency_key: str | None,
         request_hash: str,
         now: datetime,
-    ) -> str:
+    ) -> AlertRead:
+        """Write every row of a new alert in one transaction; return it as read back."""
         alert_id = str(uuid.uuid4())
         subject, seen = body.subject, body.last_seen
         sms_text = render_sms(
@@ -267,33 +272,33 @@ class AlertService:
             ),
             operators=self._operators,
         )
-        async with self._db.write() as session:
-            session.add(alert)
-            await session.flush()
-            session.add(
-                ConsentRecord(
+        consent = body.consent
+        rows: list[Base] = [
+            alert,
+            ConsentRecord(
+                alert_id=alert_id,
+                giver_relationship=consent.given_by.relationship.value,
+                giver_name=consent.given_by.name,
+                given_at=consent.given_at,
+                channels={"channels": [c.value for c in consent.channels]},
+                evidence_reference=consent.evidence_reference,
+                recorded_at=now,
+            ),
+        ]
+        if idempotency_key is not None:
+            rows.append(
+                IdempotencyKey(
+                    client_id=client_id,
+                    key=idempotency_key,
+                    request_sha256=request_hash,
                     alert_id=alert_id,
-                    giver_relationship=body.consent.given_by.relationship.value,
-                    giver_name=body.consent.given_by.name,
-                    given_at=body.consent.given_at,
-                    channels={"channels": [c.value for c in body.consent.channels]},
-                    evidence_reference=body.consent.evidence_reference,
-                    recorded_at=now,
+                    created_at=now,
                 )
             )
-            if idempotency_key is not None:
-                session.add(
-                    IdempotencyKey(
-                        client_id=client_id,
-                        key=idempotency_key,
-                        request_sha256=request_hash,
-                        alert_id=alert_id,
-                        created_at=now,
-                    )
-                )
-            self._add_deliveries(session, alert_id, "dispatch", 1, event_id, now)
-            audit.record(
-                session,
+        deliveries = self._deliveries(alert_id, "dispatch", 1, event_id, now)
+        rows += deliveries
+        rows.append(
+            audit.entry(
                 alert_id=alert_id,
                 actor=client_id,
                 action="alert.created",
@@ -304,8 +309,9 @@ class AlertService:
                     "radius_m": body.target_area.radius_m,
                 },
             )
-            outbox.add_event(
-                session,
+        )
+        rows.append(
+            outbox.event_row(
                 event_id=event_id,
                 alert_id=alert_id,
                 event_type=event.type,
@@ -313,9 +319,14 @@ class AlertService:
                 event=event,
                 now=now,
             )
-        return alert_id
+        )
+        async with self._db.write() as session:
+            await insert_all(session, rows)
+            await notify_in_transaction(session)
+        channels = [c.value for c in consent.channels]
+        return _to_read(alert, deliveries, channels)
 
-    def _retract(
+    async def _retract(
         self, session: AsyncSession, alert: Alert, reason: str, client_id: str, now: datetime
     ) -> None:
         alert.status = AlertStatus.resolved.value
@@ -331,51 +342,49 @@ class AlertService:
             reason=reason,
             operators=self._operators,
         )
-        self._add_deliveries(session, alert.id, "retraction", alert.version, event_id, now)
-        audit.record(
-            session,
-            alert_id=alert.id,
-            actor=client_id,
-            action="alert.resolved",
-            now=now,
-            details={"reason": reason, "version": alert.version},
-        )
-        outbox.add_event(
-            session,
-            event_id=event_id,
-            alert_id=alert.id,
-            event_type=event.type,
-            topic=self._topics.alert_events,
-            event=event,
-            now=now,
-        )
+        rows: list[Base] = [
+            *self._deliveries(alert.id, "retraction", alert.version, event_id, now),
+            audit.entry(
+                alert_id=alert.id,
+                actor=client_id,
+                action="alert.resolved",
+                now=now,
+                details={"reason": reason, "version": alert.version},
+            ),
+            outbox.event_row(
+                event_id=event_id,
+                alert_id=alert.id,
+                event_type=event.type,
+                topic=self._topics.alert_events,
+                event=event,
+                now=now,
+            ),
+        ]
+        await session.flush()
+        await insert_all(session, rows)
+        await notify_in_transaction(session)
 
-    def _add_deliveries(
-        self,
-        session: AsyncSession,
-        alert_id: str,
-        kind: str,
-        version: int,
-        event_id: str,
-        now: datetime,
-    ) -> None:
-        for operator in self._operators:
-            session.add(
-                Delivery(
-                    alert_id=alert_id,
-                    operator=operator,
-                    kind=kind,
-                    alert_version=version,
-                    event_id=event_id,
-                    webhook_id=webhook_id_for(event_id, operator),
-                    status=DeliveryStatus.pending.value,
-                    attempts=0,
-                    last_status_code=None,
-                    last_error=None,
-                    accepted_at=now,
-                    delivered_at=None,
-                )
+    def _deliveries(
+        self, alert_id: str, kind: str, version: int, event_id: str, now: datetime
+    ) -> list[Delivery]:
+        """One pending delivery per operator: the record of what each is owed."""
+        return [
+            Delivery(
+                alert_id=alert_id,
+                operator=operator,
+                kind=kind,
+                alert_version=version,
+                event_id=event_id,
+                webhook_id=webhook_id_for(event_id, operator),
+                status=DeliveryStatus.pending.value,
+                attempts=0,
+                last_status_code=None,
+                last_error=None,
+                accepted_at=now,
+                delivered_at=None,
             )
+            for operator in self._operators
+        ]
 
 
 def _parse_id(alert_id: str) -> str:

@@ -10,6 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.db.models import AuditEvent
 
 
+def entry(
+    *,
+    alert_id: str,
+    actor: str,
+    action: str,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        alert_id=alert_id, actor=actor, action=action, occurred_at=now, details=details or {}
+    )
+
+
 def record(
     session: AsyncSession,
     *,
@@ -19,8 +32,4 @@ def record(
     now: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditEvent(
-            alert_id=alert_id, actor=actor, action=action, occurred_at=now, details=details or {}
-        )
-    )
+    session.add(entry(alert_id=alert_id, actor=actor, action=action, now=now, details=details))

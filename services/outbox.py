@@ -11,7 +11,6 @@ import asyncio
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.models import OutboxEvent
 
@@ -33,8 +32,7 @@ class OutboxSignal:
         self._event.clear()
 
 
-def add_event(
-    session: AsyncSession,
+def event_row(
     *,
     event_id: str,
     alert_id: str,
@@ -42,15 +40,13 @@ def add_event(
     topic: str,
     event: BaseModel,
     now: datetime,
-) -> None:
-    session.add(
-        OutboxEvent(
-            event_id=event_id,
-            alert_id=alert_id,
-            event_type=event_type,
-            topic=topic,
-            payload=event.model_dump_json(),
-            created_at=now,
-            published_at=None,
-        )
+) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=event_id,
+        alert_id=alert_id,
+        event_type=event_type,
+        topic=topic,
+        payload=event.model_dump_json(),
+        created_at=now,
+        published_at=None,
     )

@@ -24,6 +24,7 @@ from services.messaging.broker import EmbeddedBroker
 from services.messaging.kafka import ensure_topics, make_consumer, make_producer
 from services.messaging.publisher import KafkaPublisher
 from services.messaging.topics import Topics, consumer_group
+from services.outbox_listener import listen
 from services.relay import OutboxRelay
 from services.settings import OperatorConfig, Settings
 
@@ -99,6 +100,8 @@ class Runtime:
                 settings.relay_poll_interval_s,
             )
             self._spawn(relay.run(), "relay")
+            if not settings.is_sqlite:
+                self._spawn(listen(settings.database_url, self.context.signal), "outbox-listener")
         await self._start_workers(db, topics)
 
     async def _start_workers(self, db: Database, topics: Topics) -> None:

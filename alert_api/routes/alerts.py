@@ -51,7 +51,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> AlertList:
-    return await service.list(status, limit, cursor)
+    return await service.list_alerts(status, limit, cursor)
 
 
 @router.get("/{alert_id}", response_model=AlertRead, responses=PROBLEMS)
