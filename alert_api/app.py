@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from alert_api.errors import install_error_handlers
-from alert_api.routes import alerts, health
+from alert_api.routes import alerts, geofence, health
 from alert_api.simulator import create_simulator
 from services.context import ServiceContext
 from services.settings import Settings
@@ -39,6 +39,7 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         app.state.context = context
     install_error_handlers(app)
     app.include_router(alerts.router)
+    app.include_router(geofence.router)
     app.include_router(health.router)
     if settings.simulator_enabled:
         app.mount("/simulator", create_simulator(simulator_secrets(settings)))

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from schemas.areas import ResolvedArea, TargetArea
+
 
 class StrictModel(BaseModel):
     """Unknown fields are a caller's bug; reject them instead of ignoring them."""
@@ -90,16 +92,6 @@ class LastSeen(StrictModel):
     place: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class CircleArea(StrictModel):
-    """A circle of ``radius_m`` metres around the last-seen point."""
-
-    type: Literal["circle"]
-    radius_m: float = Field(gt=0, allow_inf_nan=False)
-
-
-TargetArea = Annotated[CircleArea, Field(discriminator="type")]
-
-
 class ConsentGiver(StrictModel):
     relationship: ConsentRelationship
     name: str = Field(min_length=1, max_length=120)
@@ -129,13 +121,6 @@ class AlertResolve(StrictModel):
     note: str | None = Field(default=None, max_length=500)
 
 
-class DistrictRef(BaseModel):
-    code: str
-    name: str
-    province_code: str | None
-    share_covered: float
-
-
 class OperatorDeliveryRead(BaseModel):
     operator: str
     kind: Literal["dispatch", "retraction"]
@@ -155,9 +140,8 @@ class AlertRead(BaseModel):
     created_at: datetime
     resolved_at: datetime | None
     resolution_reason: ResolutionReason | None
-    target_area: CircleArea
-    area_km2: float
-    districts: list[DistrictRef]
+    target_area: TargetArea
+    area: ResolvedArea
     sms_text: str
     languages: list[str]
     consent_channels: list[ConsentChannel]

@@ -46,13 +46,24 @@ class AlertContent(BaseModel):
 
 
 class AreaSummary(BaseModel):
+    """Where the alert applies: the broadcast polygon (never smaller than the target)."""
+
     model_config = ConfigDict(frozen=True)
 
-    circle_lat: float
-    circle_lon: float
-    radius_m: float
     polygon: dict[str, object]
+    area_km2: float
     districts: list[DistrictSummary]
+
+
+class OperatorTargeting(BaseModel):
+    """One operator's cells for this alert: dispatch events are per operator."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operator: str
+    mcc: int
+    mnc: int
+    cell_ids: list[str]
 
 
 class DispatchRequested(EventBase):
@@ -60,6 +71,7 @@ class DispatchRequested(EventBase):
     schema_version: Literal[1] = 1
     content: AlertContent
     area: AreaSummary
+    targeting: OperatorTargeting | None = None
     operators: list[str]
 
 

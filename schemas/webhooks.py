@@ -13,10 +13,9 @@ WEBHOOK_SCHEMA_VERSION = 1
 
 class WebhookArea(BaseModel):
     polygon: dict[str, object]
-    circle_lat: float
-    circle_lon: float
-    radius_m: float
+    area_km2: float
     district_codes: list[str]
+    cell_ids: list[str]
 
 
 class AlertWebhookData(BaseModel):

@@ -14,31 +14,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geofence import CircleTarget, GeofenceEngine, GeofenceError, Resolution
+from geofence import GeofenceEngine, Resolution
 from schemas.alerts import (
     AlertCreate,
     AlertList,
     AlertRead,
     AlertResolve,
     AlertStatus,
-    CircleArea,
     ConsentChannel,
     DeliveryStatus,
-    DistrictRef,
     OperatorDeliveryRead,
 )
+from schemas.areas import GeofencePreview, GeofencePreviewRequest, ResolvedArea, TargetArea
 from schemas.events import (
     AlertContent,
     AlertRetracted,
     AreaSummary,
     DispatchRequested,
     DistrictSummary,
+    OperatorTargeting,
 )
-from services import audit, outbox
+from services import audit, outbox, targeting
 from services.consent import CLOCK_SKEW, check_consent, check_subject
 from services.db.bulk import insert_all
 from services.db.engine import Database
@@ -50,6 +51,7 @@ from services.outbox_listener import notify_in_transaction
 from services.sms import render_sms
 
 MAX_LAST_SEEN_AGE = timedelta(days=30)
+TARGET_AREA: TypeAdapter[TargetArea] = TypeAdapter(TargetArea)
 WEBHOOK_ID_NAMESPACE = uuid.UUID("6f1c0c52-5a4e-4d8a-9d0f-2c7f3c1b9e11")
 
 
@@ -99,7 +101,7 @@ class AlertService:
             if replay is not None:
                 return CreateOutcome(alert=replay, replayed=True)
         self._check_rules(body, now)
-        resolution = self._resolve_area(body)
+        resolution = self._resolve_area(body, now)
         try:
             created = await self._insert(
                 client_id, body, resolution, idempotency_key, request_hash, now
@@ -124,6 +126,21 @@ class AlertService:
             deliveries = await _deliveries_of(session, [alert.id])
             channels = await _consent_channels_of(session, [alert.id])
         return _to_read(alert, deliveries.get(alert.id, []), channels.get(alert.id, []))
+
+    async def area_geojson(self, alert_id: str) -> dict[str, Any]:
+        """The alert's target, broadcast polygon and districts as a FeatureCollection."""
+        async with self._db.read() as session:
+            alert = await session.get(Alert, _parse_id(alert_id))
+            if alert is None:
+                raise NotFound(f"no alert with id {alert_id}")
+        area = ResolvedArea.model_validate(alert.area["resolved"])
+        return targeting.area_feature_collection(
+            self._geofence, alert.id, alert.area["target"], area
+        )
+
+    def preview(self, request: GeofencePreviewRequest) -> GeofencePreview:
+        """The same resolution an alert would get, without creating one."""
+        return targeting.preview(self._geofence, request, self._clock())
 
     async def list_alerts(
         self, status: AlertStatus | None, limit: int, cursor: str | None
@@ -169,18 +186,10 @@ class AlertService:
         if body.last_seen.at < now - MAX_LAST_SEEN_AGE:
             raise ValidationFailed("last_seen.at is more than 30 days ago", field="last_seen.at")
 
-    def _resolve_area(self, body: AlertCreate) -> Resolution:
-        area = body.target_area
-        try:
-            return self._geofence.resolve(
-                [
-                    CircleTarget(
-                        lat=body.last_seen.lat, lon=body.last_seen.lon, radius_m=area.radius_m
-                    )
-                ]
-            )
-        except GeofenceError as exc:
-            raise ValidationFailed(exc.message, field="target_area") from exc
+    def _resolve_area(self, body: AlertCreate, now: datetime) -> Resolution:
+        seen = body.last_seen
+        origin = targeting.Origin(seen.lat, seen.lon, seen.at)
+        return targeting.resolve(self._geofence, body.target_area, origin, now)
 
     async def _replay(self, client_id: str, key: str, request_hash: str) -> AlertRead | None:
         async with self._db.read() as session:
@@ -202,19 +211,11 @@ class AlertService:
     ) -> AlertRead:
         """Write every row of a new alert in one transaction; return it as read back."""
         alert_id = str(uuid.uuid4())
-        subject, seen = body.subject, body.last_seen
+        subject, seen, consent = body.subject, body.last_seen, body.consent
         sms_text = render_sms(
             subject.category, subject.age, subject.description, seen.place, seen.at
         )
-        districts = [
-            {
-                "code": d.code,
-                "name": d.name,
-                "province_code": d.province_code,
-                "share_covered": round(d.share_covered, 6),
-            }
-            for d in resolution.districts
-        ]
+        area = targeting.resolved_area(resolution)
         alert = Alert(
             id=alert_id,
             client_id=client_id,
@@ -232,9 +233,8 @@ class AlertService:
             last_seen_place=seen.place,
             target=body.target_area.model_dump(mode="json"),
             area={
-                "area_km2": resolution.area_km2,
-                "districts": districts,
-                "polygon": dict(resolution.broadcast.geometry),
+                "resolved": area.model_dump(mode="json"),
+                "target": dict(resolution.target_geojson),
             },
             languages={"codes": body.languages},
             sms_text=sms_text,
@@ -242,37 +242,27 @@ class AlertService:
             resolved_at=None,
             resolution_reason=None,
         )
-        event_id = str(uuid.uuid4())
-        event = DispatchRequested(
-            event_id=uuid.UUID(event_id),
-            alert_id=uuid.UUID(alert_id),
-            alert_version=1,
-            occurred_at=now,
-            content=AlertContent(
-                category=subject.category.value,
-                age=subject.age,
-                description=subject.description,
-                photo_url=alert.photo_url,
-                last_seen_lat=seen.lat,
-                last_seen_lon=seen.lon,
-                last_seen_at=seen.at,
-                last_seen_place=seen.place,
-                sms_text=sms_text,
-                languages=body.languages,
-            ),
-            area=AreaSummary(
-                circle_lat=seen.lat,
-                circle_lon=seen.lon,
-                radius_m=body.target_area.radius_m,
-                polygon=dict(resolution.broadcast.geometry),
-                districts=[
-                    DistrictSummary(code=d.code, name=d.name, province_code=d.province_code)
-                    for d in resolution.districts
-                ],
-            ),
-            operators=self._operators,
+        content = AlertContent(
+            category=subject.category.value,
+            age=subject.age,
+            description=subject.description,
+            photo_url=alert.photo_url,
+            last_seen_lat=seen.lat,
+            last_seen_lon=seen.lon,
+            last_seen_at=seen.at,
+            last_seen_place=seen.place,
+            sms_text=sms_text,
+            languages=body.languages,
         )
-        consent = body.consent
+        summary = AreaSummary(
+            polygon=dict(resolution.broadcast.geometry),
+            area_km2=resolution.area_km2,
+            districts=[
+                DistrictSummary(code=d.code, name=d.name, province_code=d.province_code)
+                for d in resolution.districts
+            ],
+        )
+        cells = {o.operator: o for o in resolution.operators}
         rows: list[Base] = [
             alert,
             ConsentRecord(
@@ -295,8 +285,6 @@ class AlertService:
                     created_at=now,
                 )
             )
-        deliveries = self._deliveries(alert_id, "dispatch", 1, event_id, now)
-        rows += deliveries
         rows.append(
             audit.entry(
                 alert_id=alert_id,
@@ -305,26 +293,49 @@ class AlertService:
                 now=now,
                 details={
                     "operators": self._operators,
-                    "district_count": len(districts),
-                    "radius_m": body.target_area.radius_m,
+                    "district_count": len(area.districts),
+                    "area_km2": area.area_km2,
                 },
             )
         )
-        rows.append(
-            outbox.event_row(
-                event_id=event_id,
-                alert_id=alert_id,
-                event_type=event.type,
-                topic=self._topics.alert_events,
-                event=event,
-                now=now,
+        deliveries: list[Delivery] = []
+        for operator in self._operators:
+            # One dispatch event per operator: each carries only that operator's cells.
+            event_id = str(uuid.uuid4())
+            operator_cells = cells.get(operator)
+            event = DispatchRequested(
+                event_id=uuid.UUID(event_id),
+                alert_id=uuid.UUID(alert_id),
+                alert_version=1,
+                occurred_at=now,
+                content=content,
+                area=summary,
+                targeting=None
+                if operator_cells is None
+                else OperatorTargeting(
+                    operator=operator,
+                    mcc=operator_cells.mcc,
+                    mnc=operator_cells.mnc,
+                    cell_ids=list(operator_cells.cell_ids),
+                ),
+                operators=[operator],
             )
-        )
+            deliveries += self._deliveries(alert_id, "dispatch", 1, event_id, now, [operator])
+            rows.append(
+                outbox.event_row(
+                    event_id=event_id,
+                    alert_id=alert_id,
+                    event_type=event.type,
+                    topic=self._topics.alert_events,
+                    event=event,
+                    now=now,
+                )
+            )
+        rows[2:2] = deliveries
         async with self._db.write() as session:
             await insert_all(session, rows)
             await notify_in_transaction(session)
-        channels = [c.value for c in consent.channels]
-        return _to_read(alert, deliveries, channels)
+        return _to_read(alert, deliveries, [c.value for c in consent.channels])
 
     async def _retract(
         self, session: AsyncSession, alert: Alert, reason: str, client_id: str, now: datetime
@@ -365,7 +376,13 @@ class AlertService:
         await notify_in_transaction(session)
 
     def _deliveries(
-        self, alert_id: str, kind: str, version: int, event_id: str, now: datetime
+        self,
+        alert_id: str,
+        kind: str,
+        version: int,
+        event_id: str,
+        now: datetime,
+        operators: list[str] | None = None,
     ) -> list[Delivery]:
         """One pending delivery per operator: the record of what each is owed."""
         return [
@@ -383,7 +400,7 @@ class AlertService:
                 accepted_at=now,
                 delivered_at=None,
             )
-            for operator in self._operators
+            for operator in (self._operators if operators is None else operators)
         ]
 
 
@@ -418,7 +435,6 @@ async def _consent_channels_of(session: AsyncSession, ids: list[str]) -> dict[st
 
 
 def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> AlertRead:
-    area: dict[str, Any] = alert.area
     return AlertRead(
         id=uuid.UUID(alert.id),
         case_reference=alert.case_reference,
@@ -428,9 +444,8 @@ def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> A
         created_at=_aware(alert.created_at),
         resolved_at=_aware_or_none(alert.resolved_at),
         resolution_reason=alert.resolution_reason,
-        target_area=CircleArea.model_validate(alert.target),
-        area_km2=area.get("area_km2", 0.0),
-        districts=[DistrictRef.model_validate(d) for d in area.get("districts", [])],
+        target_area=TARGET_AREA.validate_python(alert.target),
+        area=ResolvedArea.model_validate(alert.area["resolved"]),
         sms_text=alert.sms_text or "",
         languages=list(alert.languages.get("codes", [])),
         consent_channels=[ConsentChannel(c) for c in channels],

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from alert_api.deps import AlertServiceDep, ReaderClient, WriterClient
 from schemas.alerts import AlertCreate, AlertList, AlertRead, AlertResolve, AlertStatus
 from schemas.problems import Problem
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+
+class GeoJSONResponse(JSONResponse):
+    media_type = "application/geo+json"
+
 
 PROBLEMS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -57,6 +63,17 @@ async def list_alerts(
 @router.get("/{alert_id}", response_model=AlertRead, responses=PROBLEMS)
 async def get_alert(alert_id: str, _client: ReaderClient, service: AlertServiceDep) -> AlertRead:
     return await service.get(alert_id)
+
+
+@router.get(
+    "/{alert_id}/area",
+    responses={**PROBLEMS, 200: {"content": {"application/geo+json": {}}}},
+    response_class=GeoJSONResponse,
+)
+async def get_alert_area(
+    alert_id: str, _client: ReaderClient, service: AlertServiceDep
+) -> GeoJSONResponse:
+    return GeoJSONResponse(await service.area_geojson(alert_id))
 
 
 @router.post("/{alert_id}/resolve", status_code=202, response_model=AlertRead, responses=PROBLEMS)

@@ -57,10 +57,9 @@ class StandardWebhooksAdapter(OperatorAdapter):
                 photo_url=event.content.photo_url,
                 area=WebhookArea(
                     polygon=event.area.polygon,
-                    circle_lat=event.area.circle_lat,
-                    circle_lon=event.area.circle_lon,
-                    radius_m=event.area.radius_m,
+                    area_km2=event.area.area_km2,
                     district_codes=[d.code for d in event.area.districts],
+                    cell_ids=event.targeting.cell_ids if event.targeting else [],
                 ),
             ),
         )

@@ -68,6 +68,10 @@ async def test_create_then_resolve_reaches_every_operator_signed(
         assert payload["data"]["alert_version"] == 1
         assert "155" in payload["data"]["sms_text"]
         assert "TUR034035" in payload["data"]["area"]["district_codes"]
+        cells = payload["data"]["area"]["cell_ids"]
+        assert cells, f"{operator} got no cells"
+        mnc = {"turkcell": "01", "vodafone": "02", "turktelekom": "03"}[operator]
+        assert all(c.startswith(f"286-{mnc}-") for c in cells)
         assert message["headers"]["webhook-id"].startswith("msg_")
 
     resolved = await http.post(

@@ -40,7 +40,14 @@ async def test_create_writes_alert_consent_audit_outbox_and_deliveries(
     assert alert["status"] == "active"
     assert alert["version"] == 1
     assert response.headers["location"] == f"/v1/alerts/{alert['id']}"
-    assert "TUR034035" in {d["code"] for d in alert["districts"]}
+    assert "TUR034035" in {d["code"] for d in alert["area"]["districts"]}
+    assert alert["area"]["broadcast"]["vertex_count"] <= 100
+    assert {o["operator"] for o in alert["area"]["operators"]} == {
+        "turkcell",
+        "turktelekom",
+        "vodafone",
+    }
+    assert all(o["cell_count"] > 0 for o in alert["area"]["operators"])
     assert alert["consent_channels"] == ["sms", "public_web"]
     assert "7 yaşında" in alert["sms_text"]
     assert "155" in alert["sms_text"]
@@ -53,7 +60,7 @@ async def test_create_writes_alert_consent_audit_outbox_and_deliveries(
     assert {d["status"] for d in alert["deliveries"]} == {"pending"}
     assert await _count(context, ConsentRecord) == 1
     assert await _count(context, AuditEvent) == 1
-    assert await _count(context, OutboxEvent) == 1
+    assert await _count(context, OutboxEvent) == 3  # one dispatch event per operator
     assert await _count(context, Delivery) == 3
 
 
@@ -192,7 +199,7 @@ async def test_idempotent_retry_returns_the_same_alert(
     assert first.json()["id"] == second.json()["id"]
     assert second.headers["idempotent-replayed"] == "true"
     assert await _count(context, Alert) == 1
-    assert await _count(context, OutboxEvent) == 1
+    assert await _count(context, OutboxEvent) == 3
 
 
 async def test_conflicting_retry_is_409(client: httpx.AsyncClient, context: ServiceContext) -> None:
@@ -229,7 +236,7 @@ async def test_32_concurrent_writers_all_succeed(
     )
     assert [r.status_code for r in responses] == [201] * 32
     assert await _count(context, Alert) == 32
-    assert await _count(context, OutboxEvent) == 32
+    assert await _count(context, OutboxEvent) == 32 * 3
 
 
 async def test_resolve_twice_is_harmless(
@@ -246,7 +253,7 @@ async def test_resolve_twice_is_harmless(
     assert first.json()["status"] == second.json()["status"] == "resolved"
     assert second.json()["resolution_reason"] == "found_safe"
     assert second.json()["version"] == 2
-    assert await _count(context, OutboxEvent) == 2
+    assert await _count(context, OutboxEvent) == 3 + 1  # dispatches, then one retraction
 
 
 async def test_resolve_needs_a_known_reason(client: httpx.AsyncClient) -> None:
