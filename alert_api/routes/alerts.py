@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from alert_api.deps import AlertServiceDep, ReaderClient, WriterClient
 from schemas.alerts import AlertCreate, AlertList, AlertRead, AlertResolve, AlertStatus
@@ -16,6 +17,18 @@ router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
 class GeoJSONResponse(JSONResponse):
     media_type = "application/geo+json"
+
+
+def model_response(
+    model: BaseModel, status_code: int, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise once with pydantic; the hot paths skip FastAPI's second validation pass."""
+    return Response(
+        model.model_dump_json(),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 PROBLEMS: dict[int | str, dict[str, object]] = {
@@ -39,14 +52,13 @@ async def create_alert(
     body: AlertCreate,
     client: WriterClient,
     service: AlertServiceDep,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> AlertRead:
+) -> Response:
     outcome = await service.create(client.client_id, body, idempotency_key)
-    response.headers["Location"] = f"/v1/alerts/{outcome.alert.id}"
+    headers = {"Location": f"/v1/alerts/{outcome.alert.id}"}
     if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return outcome.alert
+        headers["Idempotent-Replayed"] = "true"
+    return model_response(outcome.alert, 201, headers)
 
 
 @router.get("", response_model=AlertList, responses=PROBLEMS)
@@ -82,9 +94,6 @@ async def resolve_alert(
     body: AlertResolve,
     client: WriterClient,
     service: AlertServiceDep,
-    response: Response,
-) -> AlertRead:
+) -> Response:
     outcome = await service.resolve(client.client_id, alert_id, body)
-    if outcome.already_resolved:
-        response.status_code = 200
-    return outcome.alert
+    return model_response(outcome.alert, 200 if outcome.already_resolved else 202)
