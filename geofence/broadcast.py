@@ -27,6 +27,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geofence.geodesy import albers_area_km2, conformal
+from geofence.planar import PlanarTarget
 
 _MAX_ROUNDS = 60
 _GROWTH = 1.5
@@ -43,6 +44,8 @@ def _fill(geom: BaseGeometry) -> BaseGeometry:
     if isinstance(geom, shapely.Polygon):
         return shapely.Polygon(geom.exterior)
     if isinstance(geom, shapely.MultiPolygon):
+        if not any(p.interiors for p in geom.geoms):
+            return geom
         return shapely.union_all([shapely.Polygon(p.exterior) for p in geom.geoms])
     return geom
 
@@ -69,16 +72,26 @@ def _attempt(shape: BaseGeometry, t: float, budget: int) -> shapely.Polygon | No
     # Parts smaller than t collapse to nothing; their envelope keeps them covered.
     gone = shapely.is_empty(simple) | ~shapely.is_valid(simple)
     simple[gone] = shapely.envelope(parts[gone])
-    simplified = simple[0] if len(simple) == 1 else shapely.union_all(simple)
-    grown = shapely.buffer(simplified, t, join_style="mitre", mitre_limit=2.0)
-    grown = _fill(shapely.simplify(grown, 0.0))
+    # Buffering a collection unions the grown parts, so no separate union is needed.
+    simplified = simple[0] if len(simple) == 1 else shapely.geometrycollections(simple)
+    grown = shapely.simplify(
+        shapely.buffer(simplified, t, join_style="mitre", mitre_limit=2.0), 0.0
+    )
+    if isinstance(grown, shapely.MultiPolygon) and not any(p.interiors for p in grown.geoms):
+        # Disjoint hole-free parts stay several parts after filling: no single polygon.
+        return None
+    grown = _fill(grown)
     if (
         isinstance(grown, shapely.Polygon)
         and not grown.is_empty
         and ring_positions(grown) <= budget
-        and grown.covers(shape)
     ):
-        return grown
+        # Prepared: the candidate's at most ``budget`` edges get an index, and a
+        # covering candidate's boundary seldom meets the target's, so GEOS settles
+        # covers() by point-in-polygon tests instead of a full topology build.
+        shapely.prepare(grown)
+        if grown.covers(shape):
+            return grown
     return None
 
 
@@ -152,7 +165,10 @@ def broadcast_polygon(target: BaseGeometry, budget: int) -> shapely.Polygon:
 
 
 def overshoot(
-    target: BaseGeometry, broadcast: shapely.Polygon, target_area_km2: float
+    target: BaseGeometry,
+    broadcast: shapely.Polygon,
+    target_area_km2: float,
+    planar: PlanarTarget | None = None,
 ) -> tuple[float, float]:
     """Overshoot as (km², max metres).
 
@@ -160,20 +176,34 @@ def overshoot(
     the area alerted needlessly). Metres is the directed Hausdorff distance from
     the broadcast boundary to the target, sampled at the broadcast polygon's
     vertices and edge quarter points in the national conformal plane and divided
-    by its smallest scale factor there.
+    by its smallest scale factor there. ``planar`` is ``target`` already in that
+    plane (``PlanarTarget(conformal().project(target))``), when the caller has it.
+
+    Samples inside the target are at distance 0; for the others the distance to
+    the target is the distance to its boundary, found with an STRtree over the
+    boundary segments (GEOS point-to-polygon distance is linear in the target's
+    vertices per point, which made provinces cost hundreds of milliseconds).
     """
     if broadcast.equals_exact(target, 0.0) if isinstance(target, shapely.Polygon) else False:
         return 0.0, 0.0
     km2 = max(0.0, float(albers_area_km2(broadcast)) - target_area_km2)
     plane = conformal()
     b_m = plane.project(broadcast.exterior)
-    t_m = plane.project(target)
+    if planar is None:
+        planar = PlanarTarget(plane.project(target))
     # Vertices plus edge quarter points: the farthest point from the target is
     # almost always a corner of the broadcast polygon, so this is a tight sample.
     c = shapely.get_coordinates(b_m)
     a, b = c[:-1], c[1:]
     samples = np.vstack([a, a + (b - a) * 0.25, a + (b - a) * 0.5, a + (b - a) * 0.75])
-    pts = shapely.points(samples)
-    dist = shapely.distance(pts, t_m)
+    if not len(samples):
+        return km2, 0.0
+    outside = ~np.asarray(planar.contains_xy(samples[:, 0], samples[:, 1]), dtype=bool)
+    if not outside.any():
+        return km2, 0.0
+    tree = shapely.STRtree(shapely.linestrings(planar.segments.reshape(-1, 2, 2)))
+    _, dist = tree.query_nearest(
+        shapely.points(samples[outside]), return_distance=True, all_matches=False
+    )
     k_min, _ = plane.k_range(broadcast.bounds[1], broadcast.bounds[3])
-    return km2, float(np.max(dist)) / k_min if len(dist) else 0.0
+    return km2, float(np.max(dist)) / k_min

@@ -68,6 +68,7 @@ class DistrictIndex:
         shapely.prepare(self.geometries)
         self.tree = shapely.STRtree(self.geometries)
         self.by_code: dict[str, int] = {d.code: i for i, d in enumerate(self.districts)}
+        self.areas_km2 = np.array([d.area_km2 for d in self.districts], dtype=np.float64)
         grouped: dict[str, list[int]] = {}
         for i, d in enumerate(self.districts):
             grouped.setdefault(d.province_code, []).append(i)
@@ -142,13 +143,27 @@ class DistrictIndex:
 
         Intersection is exact in lon/lat; areas come from the same equal-area
         projection as the precomputed district sizes, so shares are consistent
-        and sum sensibly into provinces.
+        and sum sensibly into provinces. Districts the target covers entirely
+        (prepared ``covers``) skip the overlay and count their whole area.
         """
         idx = self.touching(geom)
         if len(idx) == 0:
             return (), ()
-        parts = shapely.intersection(self.geometries[idx], geom)
-        inter_km2 = np.asarray(albers_area_km2(parts), dtype=np.float64)
+        # Districts the target covers entirely need no overlay: their share is their
+        # whole (precomputed) area. Only the ones it cuts are intersected.
+        if not shapely.is_prepared(geom):
+            shapely.prepare(geom)
+        geoms = self.geometries[idx]
+        # A district target is the very geometry object of its district: no test needed.
+        same = np.fromiter((g is geom for g in geoms), dtype=np.bool_, count=len(geoms))
+        whole = same.copy()
+        if not same.all():
+            whole[~same] = np.asarray(shapely.covers(geom, geoms[~same]), dtype=np.bool_)
+        inter_km2 = self.areas_km2[idx]
+        cut = np.flatnonzero(~whole)
+        if cut.size:
+            parts = shapely.intersection(geoms[cut], geom)
+            inter_km2[cut] = np.asarray(albers_area_km2(parts), dtype=np.float64)
         district_shares: list[AreaShare] = []
         per_province: dict[str, float] = {}
         for i, a in zip(idx.tolist(), inter_km2.tolist(), strict=True):

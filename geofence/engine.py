@@ -2,13 +2,15 @@
 
 All indexes (districts, per-operator cell trees, projection transformers) are
 built in :meth:`GeofenceEngine.load`; :meth:`GeofenceEngine.resolve` only queries
-them, so a request costs milliseconds and never touches the disk.
+them, so a request costs milliseconds and never touches the disk. The only state a
+request adds is the per-area-code cache of target-only results (see ``_Outline``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import shapely
@@ -36,6 +38,36 @@ _NEIGHBOURHOOD_DEG = 1.0
 _DETAILED_SEGMENTS = 256
 
 
+@dataclass(frozen=True, slots=True)
+class _Outline:
+    """What a request derives from its target alone, before looking at any cell.
+
+    For a single whole district or province (:class:`AdminAreaTarget`) this depends
+    only on the area code and the engine's limits, so it is computed on the first
+    request for that code and reused: the shares, the simplified broadcast outline
+    with its overshoot, and the target projected into the conformal plane. At most
+    one entry per district and province (~50 MB if all 1,054 were ever requested,
+    mostly projected boundaries); results handed out are rebuilt from it per call.
+    """
+
+    area_km2: float
+    districts: tuple[AreaShare, ...]
+    provinces: tuple[AreaShare, ...]
+    planar: PlanarTarget
+    broadcast: shapely.Polygon
+    overshoot_km2: float
+    overshoot_max_m: float
+
+
+def _single_area_code(targets: Sequence[Target]) -> str | None:
+    """The normalised code when ``targets`` is exactly one (validated) admin area."""
+    if len(targets) == 1 and isinstance(targets[0], AdminAreaTarget):
+        code = targets[0].code
+        if isinstance(code, str):
+            return code.strip().upper()
+    return None
+
+
 class GeofenceEngine:
     """Resolves alert targets against Türkiye's districts and operators' cells."""
 
@@ -48,6 +80,9 @@ class GeofenceEngine:
         self.limits = limits
         self.districts_index = districts
         self.cells = tuple(cells)
+        # Target-only results per administrative area code, filled on first use (see
+        # _Outline); at most one entry per district and province.
+        self._area_outlines: dict[str, _Outline] = {}
         minx, miny, maxx, maxy = districts.bounds
         self._neighbourhood = shapely.box(
             minx - _NEIGHBOURHOOD_DEG,
@@ -144,30 +179,46 @@ class GeofenceEngine:
         """Resolve the union of ``targets``; raises :class:`GeofenceError` on bad input."""
         geoms = self.target_geometries(targets)
         union = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        area_km2 = self._check_area(geoms, union)
-        districts, provinces = self.districts_index.shares(union)
-        bpoly = broadcast_polygon(union, self.limits.vertex_budget)
-        over_km2, over_m = overshoot(union, bpoly, area_km2)
+        code = _single_area_code(targets)
+        outline = self._area_outlines.get(code) if code is not None else None
+        if outline is None:
+            outline = self._outline(geoms, union)
+            if code is not None:
+                self._area_outlines[code] = outline
+        bpoly = outline.broadcast
         broadcast = BroadcastPolygon(
             geometry=shapely.geometry.mapping(bpoly),
             vertex_count=ring_positions(bpoly),
-            overshoot_km2=over_km2,
-            overshoot_max_m=over_m,
+            overshoot_km2=outline.overshoot_km2,
+            overshoot_max_m=outline.overshoot_max_m,
         )
-        operators = self._operators(union)
+        operators = self._operators(union, outline.planar)
         return Resolution(
             target_geojson=shapely.geometry.mapping(union),
-            area_km2=area_km2,
-            districts=districts,
-            provinces=provinces,
+            area_km2=outline.area_km2,
+            districts=outline.districts,
+            provinces=outline.provinces,
             broadcast=broadcast,
             operators=operators,
         )
 
-    def _operators(self, union: BaseGeometry) -> tuple[OperatorCells, ...]:
+    def _outline(self, geoms: Sequence[BaseGeometry], union: BaseGeometry) -> _Outline:
+        """Everything about the target itself (no cells); raises on an oversized target."""
+        area_km2 = self._check_area(geoms, union)
+        districts, provinces = self.districts_index.shares(union)
+        # One projection of the target serves the overshoot and the cell selection.
+        planar = PlanarTarget(conformal().project(union))
+        bpoly = broadcast_polygon(union, self.limits.vertex_budget)
+        over_km2, over_m = overshoot(union, bpoly, area_km2, planar=planar)
+        return _Outline(area_km2, districts, provinces, planar, bpoly, over_km2, over_m)
+
+    def _operators(
+        self, union: BaseGeometry, planar: PlanarTarget | None = None
+    ) -> tuple[OperatorCells, ...]:
         if not self.cells:
             return ()
-        planar = PlanarTarget(conformal().project(union))
+        if planar is None:
+            planar = PlanarTarget(conformal().project(union))
         detailed = planar.segments.shape[0] > _DETAILED_SEGMENTS
         selections = [index.select(union, planar, detailed) for index in self.cells]
         k_min, k_max = conformal().k_range(union.bounds[1], union.bounds[3])

@@ -1,10 +1,14 @@
 """One operator's consumer: read alert events, deliver through the adapter, record, commit.
 
-Per Kafka batch: one query finds what was already handled, partitions deliver
-concurrently (in order within a partition, which keeps a retraction behind its
-dispatch), one transaction records every outcome, and only then is the offset
-committed. A crash re-reads the batch; the stable webhook-id and the delivery
-records make the replay harmless.
+Per Kafka batch: partitions deliver concurrently (in order within a partition,
+which keeps a retraction behind its dispatch), one transaction records every
+outcome, and only then is the offset committed. A crash re-reads the batch; the
+stable webhook-id and the delivery records make the replay harmless.
+
+Only records that may have been handled before (offsets below a partition's end
+offset when this worker was assigned it) are checked against the database;
+records produced after the assignment are new by construction, so the hot path
+makes no database round trip before the webhook goes out.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
@@ -46,6 +51,7 @@ class RetryPolicy:
 class _Job:
     event: AlertEvent
     webhook_id: str
+    maybe_replayed: bool
 
 
 def parse_event(value: bytes | None) -> AlertEvent | None:
@@ -57,6 +63,22 @@ def parse_event(value: bytes | None) -> AlertEvent | None:
         return None
 
 
+HANDLED_CACHE = 100_000
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes each newly assigned partition's end offset (see the module docstring)."""
+
+    def __init__(self, worker: AdapterWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._worker.assigned(assigned)
+
+
 class AdapterWorker:
     def __init__(
         self,
@@ -64,15 +86,21 @@ class AdapterWorker:
         consumer: AIOKafkaConsumer,
         recorder: DeliveryRecorder,
         retry: RetryPolicy,
+        topics: Sequence[str],
     ) -> None:
         self.operator = adapter.operator
+        self._topics = list(topics)
         self._adapter = adapter
         self._consumer = consumer
         self._recorder = recorder
         self._retry = retry
         self.ready = asyncio.Event()
+        # Per partition: offsets below this may be redeliveries of handled records.
+        self._replay_below: dict[TopicPartition, int] = {}
+        self._handled: OrderedDict[str, None] = OrderedDict()
 
     async def run(self) -> None:
+        self._consumer.subscribe(self._topics, listener=_AssignmentListener(self))
         await self._consumer.start()
         try:
             while True:
@@ -89,7 +117,9 @@ class AdapterWorker:
         jobs = [
             [job for r in records if (job := self._job(r)) is not None] for records in partitions
         ]
-        done = await self._recorder.finished_among([j.webhook_id for p in jobs for j in p])
+        maybe_seen = [j.webhook_id for p in jobs for j in p if j.maybe_replayed]
+        done = await self._recorder.finished_among(maybe_seen) if maybe_seen else set()
+        done.update(j.webhook_id for p in jobs for j in p if j.webhook_id in self._handled)
         outcomes: list[DeliveryOutcome] = []
 
         async def run_partition(partition_jobs: list[_Job]) -> None:
@@ -97,9 +127,20 @@ class AdapterWorker:
                 if job.webhook_id not in done:
                     done.add(job.webhook_id)  # the same event twice in one batch
                     outcomes.append(await self._deliver(job))
+                    self._remember(job.webhook_id)
 
         await asyncio.gather(*(run_partition(p) for p in jobs))
         await self._recorder.record(outcomes)
+
+    def _remember(self, webhook_id: str) -> None:
+        self._handled[webhook_id] = None
+        if len(self._handled) > HANDLED_CACHE:
+            self._handled.popitem(last=False)
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        if partitions:
+            ends = await self._consumer.end_offsets(list(partitions))
+            self._replay_below.update(ends)
 
     def _job(self, record: ConsumerRecord[bytes, bytes]) -> _Job | None:
         event = parse_event(record.value)
@@ -115,7 +156,9 @@ class AdapterWorker:
             return None
         if self.operator not in event.operators:
             return None
-        return _Job(event, webhook_id_for(str(event.event_id), self.operator))
+        tp = TopicPartition(record.topic, record.partition)
+        maybe_replayed = record.offset < self._replay_below.get(tp, 1 << 62)
+        return _Job(event, webhook_id_for(str(event.event_id), self.operator), maybe_replayed)
 
     async def _deliver(self, job: _Job) -> DeliveryOutcome:
         event = job.event

@@ -124,11 +124,14 @@ class Runtime:
             consumer = make_consumer(
                 self.settings,
                 self.bootstrap,
-                topics.alert_events,
                 consumer_group(settings.kafka_topic_prefix, name),
             )
             worker = AdapterWorker(
-                adapter, consumer, recorder, RetryPolicy(deadline_s=config.retry_deadline_s)
+                adapter,
+                consumer,
+                recorder,
+                RetryPolicy(deadline_s=config.retry_deadline_s),
+                topics=[topics.alert_events],
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"adapter:{name}")

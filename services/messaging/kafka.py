@@ -46,10 +46,10 @@ def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: Settings, bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
-    """Manual commits only: an offset moves after the effect is recorded in the database."""
+def make_consumer(settings: Settings, bootstrap: str, group: str) -> AIOKafkaConsumer:
+    """Manual commits only: an offset moves after the effect is recorded in the database.
+    The caller subscribes, so it can pass a rebalance listener."""
     return AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
