@@ -43,10 +43,11 @@ from services import audit, outbox, targeting
 from services.consent import CLOCK_SKEW, check_consent, check_subject
 from services.db.bulk import insert_all
 from services.db.engine import Database
-from services.db.models import Alert, Base, ConsentRecord, Delivery, IdempotencyKey
+from services.db.models import Alert, Base, ConsentRecord, Delivery, IdempotencyKey, OutboxEvent
 from services.errors import Conflict, NotFound, ValidationFailed
 from services.messaging.topics import Topics
 from services.metrics import ALERTS_CREATED, ALERTS_RESOLVED
+from services.outbox import PendingEvent
 from services.outbox_listener import notify_in_transaction
 from services.sms import render_sms
 
@@ -81,7 +82,7 @@ class AlertService:
         geofence: GeofenceEngine,
         topics: Topics,
         operators: Sequence[str],
-        on_commit: Callable[[], None],
+        on_commit: Callable[[Sequence[PendingEvent]], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
@@ -103,7 +104,7 @@ class AlertService:
         self._check_rules(body, now)
         resolution = self._resolve_area(body, now)
         try:
-            created = await self._insert(
+            created, events = await self._insert(
                 client_id, body, resolution, idempotency_key, request_hash, now
             )
         except IntegrityError:
@@ -114,7 +115,7 @@ class AlertService:
             if replay is None:
                 raise
             return CreateOutcome(alert=replay, replayed=True)
-        self._on_commit()
+        self._on_commit(events)
         ALERTS_CREATED.labels(body.subject.category.value).inc()
         return CreateOutcome(alert=created, replayed=False)
 
@@ -164,15 +165,16 @@ class AlertService:
     async def resolve(self, client_id: str, alert_id: str, body: AlertResolve) -> ResolveOutcome:
         now = self._clock()
         key = _parse_id(alert_id)
+        events: list[PendingEvent] = []
         async with self._db.write() as session:
             alert = await session.get(Alert, key, with_for_update=True)
             if alert is None:
                 raise NotFound(f"no alert with id {alert_id}")
             already = alert.status == AlertStatus.resolved.value
             if not already:
-                await self._retract(session, alert, body.reason.value, client_id, now)
+                events = await self._retract(session, alert, body.reason.value, client_id, now)
         if not already:
-            self._on_commit()
+            self._on_commit(events)
             ALERTS_RESOLVED.labels(body.reason.value).inc()
         return ResolveOutcome(alert=await self.get(alert_id), already_resolved=already)
 
@@ -208,8 +210,8 @@ class AlertService:
         idempotency_key: str | None,
         request_hash: str,
         now: datetime,
-    ) -> AlertRead:
-        """Write every row of a new alert in one transaction; return it as read back."""
+    ) -> tuple[AlertRead, list[PendingEvent]]:
+        """Write every row of a new alert in one transaction; return it and its events."""
         alert_id = str(uuid.uuid4())
         subject, seen, consent = body.subject, body.last_seen, body.consent
         sms_text = render_sms(
@@ -335,11 +337,12 @@ class AlertService:
         async with self._db.write() as session:
             await insert_all(session, rows)
             await notify_in_transaction(session)
-        return _to_read(alert, deliveries, [c.value for c in consent.channels])
+        events = [PendingEvent.of(row) for row in rows if isinstance(row, OutboxEvent)]
+        return _to_read(alert, deliveries, [c.value for c in consent.channels]), events
 
     async def _retract(
         self, session: AsyncSession, alert: Alert, reason: str, client_id: str, now: datetime
-    ) -> None:
+    ) -> list[PendingEvent]:
         alert.status = AlertStatus.resolved.value
         alert.version += 1
         alert.resolved_at = now
@@ -353,6 +356,14 @@ class AlertService:
             reason=reason,
             operators=self._operators,
         )
+        row = outbox.event_row(
+            event_id=event_id,
+            alert_id=alert.id,
+            event_type=event.type,
+            topic=self._topics.alert_events,
+            event=event,
+            now=now,
+        )
         rows: list[Base] = [
             *self._deliveries(alert.id, "retraction", alert.version, event_id, now),
             audit.entry(
@@ -362,18 +373,12 @@ class AlertService:
                 now=now,
                 details={"reason": reason, "version": alert.version},
             ),
-            outbox.event_row(
-                event_id=event_id,
-                alert_id=alert.id,
-                event_type=event.type,
-                topic=self._topics.alert_events,
-                event=event,
-                now=now,
-            ),
+            row,
         ]
         await session.flush()
         await insert_all(session, rows)
         await notify_in_transaction(session)
+        return [PendingEvent.of(row)]
 
     def _deliveries(
         self,

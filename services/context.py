@@ -10,7 +10,7 @@ from services.alerts import AlertService
 from services.auth import ApiKeyAuthenticator
 from services.db.engine import Database
 from services.messaging.topics import Topics
-from services.outbox import OutboxSignal
+from services.outbox import OutboxFeed
 from services.settings import Settings
 
 
@@ -18,7 +18,7 @@ from services.settings import Settings
 class ServiceContext:
     settings: Settings
     db: Database
-    signal: OutboxSignal
+    feed: OutboxFeed
     alerts: AlertService
     auth: ApiKeyAuthenticator
 
@@ -30,19 +30,19 @@ class ServiceContext:
         db: Database | None = None,
     ) -> ServiceContext:
         database = db or Database(settings.database_url, settings.database_pool_size)
-        signal = OutboxSignal()
+        feed = OutboxFeed()
         metrics.prime(sorted(settings.enabled_operators))
         alerts = AlertService(
             db=database,
             geofence=geofence or default_engine(),
             topics=Topics(settings.kafka_topic_prefix),
             operators=sorted(settings.enabled_operators),
-            on_commit=signal.notify,
+            on_commit=feed.committed,
         )
         return cls(
             settings=settings,
             db=database,
-            signal=signal,
+            feed=feed,
             alerts=alerts,
             auth=ApiKeyAuthenticator(settings.api_keys),
         )

@@ -1,13 +1,16 @@
 """Transactional outbox: a state change and its event are written in one transaction.
 
-The relay is woken through :class:`OutboxSignal` right after a commit, so the hot
-path adds no polling delay; a slow periodic sweep catches anything written by
-another process or left behind by a crash.
+After the commit, the writer hands the committed events to :class:`OutboxFeed`,
+so an in-process relay publishes them without polling or re-reading them; the
+relay's database sweep remains the safety net for other processes and crashes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -15,20 +18,59 @@ from pydantic import BaseModel
 from services.db.models import OutboxEvent
 
 
-class OutboxSignal:
-    """In-process wake-up for the relay; cheap and safe to call from any coroutine."""
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """A committed outbox event, ready to publish."""
+
+    event_id: str
+    topic: str
+    key: bytes
+    value: bytes
+
+    @classmethod
+    def of(cls, row: OutboxEvent) -> PendingEvent:
+        return cls(row.event_id, row.topic, row.alert_id.encode(), row.payload.encode())
+
+
+class OutboxFeed:
+    """Committed events in commit order, plus a wake-up for the relay."""
 
     def __init__(self) -> None:
+        self._queue: deque[PendingEvent] = deque()
         self._event = asyncio.Event()
+        self._external = False
 
-    def notify(self) -> None:
+    def committed(self, events: Iterable[PendingEvent]) -> None:
+        self._queue.extend(events)
         self._event.set()
 
+    def notify(self) -> None:
+        """Wake the relay without events: another process committed some, so sweep."""
+        self._external = True
+        self._event.set()
+
+    def take_external(self) -> bool:
+        external, self._external = self._external, False
+        return external
+
+    def take(self, limit: int) -> list[PendingEvent]:
+        return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def pending_ids(self) -> set[str]:
+        return {e.event_id for e in self._queue}
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
     async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
+        if not self._queue:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                pass
         self._event.clear()
 
 

@@ -1,8 +1,8 @@
 """Cross-process relay wake-up on PostgreSQL: LISTEN on the channel the API NOTIFYs.
 
 PostgreSQL delivers a NOTIFY only when its transaction commits, which is exactly
-when the relay may publish. With SQLite (one process), the in-process signal is
-enough; in both cases the relay's periodic sweep remains the safety net.
+when the relay may publish. A relay in the API's own process is fed in memory
+instead (see services.outbox); the periodic sweep remains the safety net.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outbox import OutboxSignal
+from services.outbox import OutboxFeed
 
 CHANNEL = "kayip_outbox"
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def listen(database_url: str, signal: OutboxSignal) -> None:
+async def listen(database_url: str, signal: OutboxFeed) -> None:
     """Keep a LISTEN connection open; reconnect after failures. Runs until cancelled."""
     backoff = 0.1
     while True:

@@ -1,17 +1,26 @@
-"""Outbox relay: publishes committed outbox events in id order, then marks them sent.
+"""Outbox relay: publishes committed outbox events to Kafka, in order, at least once.
 
-At least once: a crash between the broker's ack and the mark re-publishes the
-event, and consumers deduplicate on the event id. The relay is woken on commit
-(see :class:`services.outbox.OutboxSignal`) and sweeps periodically for events
-written by other processes.
+Two sources, one task (so their order is never interleaved wrongly):
+- the fast path: events this process just committed, handed over in memory in
+  commit order (no polling, no re-read); their "published" marks are written
+  afterwards in batches, off the hot path;
+- the sweep: unpublished rows read from the database in id order. It runs at
+  start-up and after any publish failure until nothing is left (meanwhile the
+  fast path is off, since a newer event must not overtake an older one of the
+  same alert), and periodically as a safety net for rows older than a grace
+  period (rows committed by other processes, or left by a crash).
+
+A crash between the broker's ack and the mark re-publishes events; consumers
+deduplicate on the event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -19,7 +28,7 @@ from sqlalchemy import select, update
 from services.db.engine import Database
 from services.db.models import OutboxEvent
 from services.metrics import OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
-from services.outbox import OutboxSignal
+from services.outbox import OutboxFeed, PendingEvent
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +43,37 @@ class OutboxRelay:
         self,
         db: Database,
         publisher: Publisher,
-        signal: OutboxSignal,
+        feed: OutboxFeed,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
+        sweep_grace_s: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``sweep_grace_s``: how old a row must be before the periodic sweep takes it;
+        0 when no writer in this process feeds the relay, a few seconds when one does."""
         self._db = db
         self._publisher = publisher
-        self._signal = signal
+        self._feed = feed
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._grace = timedelta(seconds=sweep_grace_s)
         self._clock = clock
+        self._catching_up = True
+        self._unmarked: list[str] = []
+        self._next_sweep = 0.0
 
     async def run(self) -> None:
         backoff = 0.05
         while True:
             try:
-                while await self.relay_once():
-                    pass
+                await self.cycle()
                 backoff = 0.05
-                await self._signal.wait(self._poll_interval_s)
+                await self._feed.wait(self._poll_interval_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database down: keep the events, retry
                 OUTBOX_PUBLISH_ERRORS.inc()
+                self._catching_up = True
                 log.warning(
                     "outbox relay failed; will retry",
                     extra={"error": type(exc).__name__, "retry_in_s": backoff},
@@ -65,29 +81,71 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def relay_once(self) -> int:
-        """Publish one batch; returns how many events were published."""
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        OutboxEvent.id, OutboxEvent.topic, OutboxEvent.alert_id, OutboxEvent.payload
-                    )
-                    .where(OutboxEvent.published_at.is_(None))
-                    .order_by(OutboxEvent.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
-        if not rows:
-            return 0
-        await self._publisher.publish(
-            [(row.topic, row.alert_id.encode(), row.payload.encode()) for row in rows]
-        )
-        async with self._db.write() as session:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))
-                .values(published_at=self._clock())
+    async def cycle(self) -> None:
+        """One round: catch up from the database if needed, then the fast path, then marks."""
+        if self._catching_up:
+            await self._mark()
+            self._feed.clear()  # everything it held is committed, so the sweep reads it in order
+            while await self.sweep(grace=False):
+                pass
+            self._catching_up = False
+        while batch := self._feed.take(self._batch_size):
+            try:
+                await self._publish(batch)
+            except Exception:
+                self._catching_up = True
+                raise
+            self._unmarked += [e.event_id for e in batch]
+            if len(self._unmarked) >= self._batch_size:
+                await self._mark()
+        await self._mark()
+        if self._feed.take_external() or time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self._poll_interval_s
+            while await self.sweep(grace=True):
+                pass
+
+    async def sweep(self, grace: bool) -> int:
+        """Publish one batch of unpublished rows in id order; returns how many."""
+        query = (
+            select(
+                OutboxEvent.event_id, OutboxEvent.topic, OutboxEvent.alert_id, OutboxEvent.payload
             )
-        OUTBOX_PUBLISHED.inc(len(rows))
-        return len(rows)
+            .where(OutboxEvent.published_at.is_(None))
+            .order_by(OutboxEvent.id)
+            .limit(self._batch_size)
+        )
+        if grace and self._grace:
+            query = query.where(OutboxEvent.created_at < self._clock() - self._grace)
+        async with self._db.read() as session:
+            rows = (await session.execute(query)).all()
+        in_memory = self._feed.pending_ids() if grace else set()
+        events = [
+            PendingEvent(r.event_id, r.topic, r.alert_id.encode(), r.payload.encode())
+            for r in rows
+            if r.event_id not in in_memory
+        ]
+        if not events:
+            return 0
+        await self._publish(events)
+        self._unmarked += [e.event_id for e in events]
+        await self._mark()
+        return len(events)
+
+    async def _publish(self, events: Sequence[PendingEvent]) -> None:
+        await self._publisher.publish([(e.topic, e.key, e.value) for e in events])
+        OUTBOX_PUBLISHED.inc(len(events))
+
+    async def _mark(self) -> None:
+        if not self._unmarked:
+            return
+        ids, self._unmarked = self._unmarked, []
+        try:
+            async with self._db.write() as session:
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.event_id.in_(ids))
+                    .values(published_at=self._clock())
+                )
+        except Exception:
+            self._unmarked = ids + self._unmarked
+            raise

@@ -95,13 +95,16 @@ class Runtime:
             relay = OutboxRelay(
                 db,
                 KafkaPublisher(self._producer),
-                self.context.signal,
+                self.context.feed,
                 settings.relay_batch_size,
                 settings.relay_poll_interval_s,
+                # With the API in this process, fresh rows come through the feed;
+                # the sweep leaves them a grace period so the two never race.
+                sweep_grace_s=2.0 if self.parts.api else 0.0,
             )
             self._spawn(relay.run(), "relay")
-            if not settings.is_sqlite:
-                self._spawn(listen(settings.database_url, self.context.signal), "outbox-listener")
+            if not settings.is_sqlite and not self.parts.api:
+                self._spawn(listen(settings.database_url, self.context.feed), "outbox-listener")
         await self._start_workers(db, topics)
 
     async def _start_workers(self, db: Database, topics: Topics) -> None:
