@@ -91,6 +91,10 @@ class GeofenceEngine:
             maxy + _NEIGHBOURHOOD_DEG,
         )
 
+    def with_limits(self, limits: GeofenceLimits) -> GeofenceEngine:
+        """The same indexes under other limits (no rebuild; caches are per limits)."""
+        return GeofenceEngine(limits, self.districts_index, self.cells)
+
     @classmethod
     def load(
         cls,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from geofence import GeofenceEngine, default_engine
+from geofence import GeofenceEngine, GeofenceLimits, default_engine
 from services import metrics
 from services.alerts import AlertService
 from services.auth import ApiKeyAuthenticator
@@ -12,6 +12,19 @@ from services.db.engine import Database
 from services.messaging.topics import Topics
 from services.outbox import OutboxFeed
 from services.settings import Settings
+
+
+def engine_for(settings: Settings) -> GeofenceEngine:
+    """The process-wide engine (indexes built once, at start-up) under the configured limits."""
+    limits = GeofenceLimits(
+        max_area_km2=settings.geofence_max_area_km2,
+        vertex_budget=settings.geofence_vertex_budget,
+        max_input_vertices=settings.geofence_max_input_vertices,
+        min_radius_m=settings.geofence_min_radius_m,
+        max_radius_m=settings.geofence_max_radius_m,
+    )
+    engine = default_engine()
+    return engine if engine.limits == limits else engine.with_limits(limits)
 
 
 @dataclass
@@ -34,7 +47,7 @@ class ServiceContext:
         metrics.prime(sorted(settings.enabled_operators))
         alerts = AlertService(
             db=database,
-            geofence=geofence or default_engine(),
+            geofence=geofence or engine_for(settings),
             topics=Topics(settings.kafka_topic_prefix),
             operators=sorted(settings.enabled_operators),
             on_commit=feed.committed,

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
 
+    geofence_max_area_km2: float = Field(default=60000.0, gt=0)
+    geofence_vertex_budget: int = Field(default=100, ge=8, le=1000)
+    geofence_max_input_vertices: int = Field(default=10000, ge=4)
+    geofence_min_radius_m: float = Field(default=100.0, gt=0)
+    geofence_max_radius_m: float = Field(default=200000.0, gt=0)
+
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     operators: dict[str, OperatorConfig] = Field(default_factory=dict)
     simulator_enabled: bool | None = None

@@ -264,3 +264,35 @@ async def test_area_endpoint_is_geojson(client: httpx.AsyncClient) -> None:
     assert (
         await client.get("/v1/alerts/00000000-0000-0000-0000-000000000000/area", headers=auth())
     ).status_code == 404
+
+
+async def test_vertex_budget_and_area_limit_come_from_settings(database_url: str) -> None:
+    from alert_api.app import create_app
+    from services.context import ServiceContext
+    from services.db.engine import Database
+    from services.db.migrate import upgrade_to_head
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url, geofence_vertex_budget=12, geofence_max_area_km2=50)
+    db = Database(settings.database_url)
+    await upgrade_to_head(db)
+    context = ServiceContext.build(settings, db=db)
+    transport = httpx.ASGITransport(app=create_app(settings, context))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            small = await _create(client, {"type": "circle", "radius_m": 2000})
+            assert small.status_code == 201, small.text
+            broadcast = small.json()["area"]["broadcast"]
+            assert broadcast["vertex_count"] <= 12
+            assert shape(broadcast["geometry"]).covers(
+                shape(
+                    (
+                        await client.get(f"/v1/alerts/{small.json()['id']}/area", headers=auth())
+                    ).json()["features"][0]["geometry"]
+                )
+            )
+            large = await _create(client, {"type": "circle", "radius_m": 5000})
+            assert large.status_code == 422
+            assert "50 km²" in large.json()["detail"]
+    finally:
+        await context.close()
