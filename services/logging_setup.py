@@ -27,14 +27,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+#: Libraries whose debug output includes query parameters or request bodies, that is
+#: personal data. They stay at WARNING even when the service logs at DEBUG.
+PARAMETER_ECHOING_LOGGERS = (
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "asyncpg",
+    "aiokafka",
+    "httpx",
+    "httpcore",
+)
+
+
+def quiet_third_party_loggers() -> None:
+    for name in PARAMETER_ECHOING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_third_party_loggers()
     # uvicorn's access log prints request paths; keep it, it carries no bodies.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []

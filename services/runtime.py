@@ -20,6 +20,7 @@ from services.context import ServiceContext
 from services.db.engine import Database
 from services.db.migrate import upgrade_to_head
 from services.deliveries import DeliveryRecorder
+from services.logging_setup import quiet_third_party_loggers
 from services.messaging.broker import EmbeddedBroker
 from services.messaging.kafka import ensure_topics, make_consumer, make_producer
 from services.messaging.publisher import KafkaPublisher
@@ -65,6 +66,7 @@ class Runtime:
         return f"http://{self.settings.host}:{self.settings.port}"
 
     async def start(self) -> None:
+        quiet_third_party_loggers()
         settings = self.settings
         db = Database(settings.database_url, settings.database_pool_size)
         if self.parts.migrate:

@@ -148,3 +148,30 @@ async def test_every_alert_of_a_concurrent_burst_reaches_every_operator(
         await asyncio.sleep(0.05)
     for operator in OPERATORS:
         assert ids <= seen[operator], f"{operator} missed {len(ids - seen[operator])} alerts"
+
+
+async def test_logs_carry_ids_but_no_personal_data(
+    service: Runtime, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from services.logging_setup import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    body = alert_body(
+        **{
+            "subject.name": "Zeynep Kayıpoğlu",
+            "subject.description": "Sarı yağmurluklu, pembe botlu kız çocuğu",
+            "subject.photo_url": "https://example.org/photos/zeynep.jpg",
+            "consent.given_by.name": "Hatice Kayıpoğlu",
+        }
+    )
+    alert_id = (await http.post("/v1/alerts", json=body, headers=auth())).json()["id"]
+    assert len(await _wait_for(http, alert_id, "alert.dispatch")) == 3
+    await http.post(f"/v1/alerts/{alert_id}/resolve", json={"reason": "found_safe"}, headers=auth())
+    assert len(await _wait_for(http, alert_id, "alert.retraction")) == 3
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    assert any(alert_id in line for line in lines), "logs should name the alert id"
+    for secret in ("Zeynep", "Kayıpoğlu", "Hatice", "Sarı yağmurluklu", "zeynep.jpg"):
+        assert not [line for line in lines if secret in line], secret
