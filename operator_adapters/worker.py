@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
-from schemas.events import AlertEvent, AlertEventEnvelope, DispatchRequested
+from schemas.events import AlertEvent, DispatchRequested
 from services.alerts import webhook_id_for
 from services.deliveries import DeliveryOutcome, DeliveryRecorder
 from services.metrics import DELIVERIES_FINISHED, DELIVERY_ATTEMPTS, DISPATCH_LATENCY
@@ -54,11 +54,12 @@ class _Job:
     maybe_replayed: bool
 
 
+EVENT: TypeAdapter[AlertEvent] = TypeAdapter(AlertEvent)
+
+
 def parse_event(value: bytes | None) -> AlertEvent | None:
     try:
-        return AlertEventEnvelope.model_validate_json(
-            b'{"event":' + (value or b"null") + b"}"
-        ).event
+        return EVENT.validate_json(value or b"null")
     except ValidationError:
         return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -58,12 +57,6 @@ class DeliveryStatus(StrEnum):
     delivered = "delivered"
     failed = "failed"
     suppressed = "suppressed"
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
 
 
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]

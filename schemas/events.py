@@ -83,9 +83,3 @@ class AlertRetracted(EventBase):
 
 
 AlertEvent = Annotated[DispatchRequested | AlertRetracted, Field(discriminator="type")]
-
-
-class AlertEventEnvelope(BaseModel):
-    """Wrapper so a consumer can parse any event on the topic in one call."""
-
-    event: AlertEvent

@@ -96,8 +96,9 @@ class AlertService:
         self, client_id: str, body: AlertCreate, idempotency_key: str | None
     ) -> CreateOutcome:
         now = self._clock()
-        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        request_hash = ""
         if idempotency_key is not None:
+            request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
             replay = await self._replay(client_id, idempotency_key, request_hash)
             if replay is not None:
                 return CreateOutcome(alert=replay, replayed=True)
@@ -446,8 +447,8 @@ def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> A
         status=AlertStatus(alert.status),
         version=alert.version,
         category=alert.category,
-        created_at=_aware(alert.created_at),
-        resolved_at=_aware_or_none(alert.resolved_at),
+        created_at=alert.created_at,
+        resolved_at=alert.resolved_at,
         resolution_reason=alert.resolution_reason,
         target_area=TARGET_AREA.validate_python(alert.target),
         area=ResolvedArea.model_validate(alert.area["resolved"]),
@@ -462,24 +463,15 @@ def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> A
                 attempts=d.attempts,
                 webhook_id=d.webhook_id,
                 last_status_code=d.last_status_code,
-                delivered_at=_aware_or_none(d.delivered_at),
+                delivered_at=d.delivered_at,
             )
             for d in deliveries
         ],
     )
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _aware(value)
-
-
 def _encode_cursor(alert: Alert) -> str:
-    raw = f"{_aware(alert.created_at).isoformat()}|{alert.id}"
+    raw = f"{alert.created_at.isoformat()}|{alert.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

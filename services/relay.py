@@ -107,9 +107,7 @@ class OutboxRelay:
     async def sweep(self, grace: bool) -> int:
         """Publish one batch of unpublished rows in id order; returns how many."""
         query = (
-            select(
-                OutboxEvent.event_id, OutboxEvent.topic, OutboxEvent.alert_id, OutboxEvent.payload
-            )
+            select(OutboxEvent)
             .where(OutboxEvent.published_at.is_(None))
             .order_by(OutboxEvent.id)
             .limit(self._batch_size)
@@ -117,13 +115,9 @@ class OutboxRelay:
         if grace and self._grace:
             query = query.where(OutboxEvent.created_at < self._clock() - self._grace)
         async with self._db.read() as session:
-            rows = (await session.execute(query)).all()
+            rows = (await session.scalars(query)).all()
         in_memory = self._feed.pending_ids() if grace else set()
-        events = [
-            PendingEvent(r.event_id, r.topic, r.alert_id.encode(), r.payload.encode())
-            for r in rows
-            if r.event_id not in in_memory
-        ]
+        events = [PendingEvent.of(row) for row in rows if row.event_id not in in_memory]
         if not events:
             return 0
         await self._publish(events)
