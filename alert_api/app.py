@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from alert_api.errors import install_error_handlers
-from alert_api.routes import alerts, geofence, health
-from alert_api.simulator import create_simulator
+from alert_api.routes import alerts, geofence, health, links, operators
+from alert_api.simulator import ReceiptSender, create_simulator
 from services.context import ServiceContext
 from services.settings import Settings
 
@@ -23,6 +23,11 @@ Authenticate with `Authorization: Bearer <API key>`. Errors are
 
 def create_app(settings: Settings, context: ServiceContext | None = None) -> FastAPI:
     """Build the app. With ``context`` given, the caller owns and closes it (``serve``)."""
+    receipts = (
+        ReceiptSender(api_base_url(settings))
+        if settings.simulator_enabled and settings.simulator_send_receipts
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,6 +36,8 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         try:
             yield
         finally:
+            if receipts is not None:
+                await receipts.aclose()
             if owned:
                 await app.state.context.close()
 
@@ -39,15 +46,20 @@ def create_app(settings: Settings, context: ServiceContext | None = None) -> Fas
         app.state.context = context
     install_error_handlers(app)
     app.include_router(alerts.router)
+    app.include_router(alerts.statistics_router)
     app.include_router(geofence.router)
     app.include_router(health.router)
+    app.include_router(links.router)
+    app.include_router(operators.router)
     if settings.simulator_enabled:
-        app.mount("/simulator", create_simulator(simulator_secrets(settings)))
+        app.mount("/simulator", create_simulator(simulator_secrets(settings), receipts))
     return app
 
 
+def api_base_url(settings: Settings) -> str:
+    """Where this API is reached from the same host (the simulator posts receipts there)."""
+    return settings.public_base_url or f"http://{settings.host}:{settings.port}"
+
+
 def simulator_secrets(settings: Settings) -> dict[str, list[str]]:
-    return {
-        name: [op.signing_secret.get_secret_value()] if op.signing_secret else []
-        for name, op in settings.enabled_operators.items()
-    }
+    return {name: op.secrets() for name, op in settings.enabled_operators.items()}

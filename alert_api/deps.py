@@ -15,25 +15,35 @@ from services.context import ServiceContext
 bearer = HTTPBearer(auto_error=False, description="API key issued to a case system")
 
 
-def get_context(request: Request) -> ServiceContext:
+# The dependencies are ``async def`` although they never await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a thread hop per dependency per request. They
+# read the context straight from the request instead of depending on a shared
+# dependency for it: FastAPI solves every node of the dependency graph per request.
+
+
+def _context(request: Request) -> ServiceContext:
     context: ServiceContext = request.app.state.context
     return context
 
 
-def get_alert_service(context: Annotated[ServiceContext, Depends(get_context)]) -> AlertService:
-    return context.alerts
+async def get_context(request: Request) -> ServiceContext:
+    return _context(request)
+
+
+async def get_alert_service(request: Request) -> AlertService:
+    return _context(request).alerts
 
 
 def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Client]]:
     async def dependency(
-        context: Annotated[ServiceContext, Depends(get_context)],
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Client:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(
                 401, "a bearer API key is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        client = context.auth.authenticate(credentials.credentials)
+        client = _context(request).auth.authenticate(credentials.credentials)
         if client is None:
             raise HTTPException(
                 401, "the API key is not valid", headers={"WWW-Authenticate": "Bearer"}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel
 
-from schemas.events import AlertRetracted, DispatchRequested
+from schemas.events import AlertRetracted, AlertUpdated, DispatchRequested, LinkTestRequested
+from schemas.receipts import ReceiptReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,22 @@ class DeliveryReceipt:
     """What the operator's endpoint answered when it accepted a delivery."""
 
     status_code: int
+
+
+MessageType = Literal["alert.dispatch", "alert.update", "alert.retraction", "link.test"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """What a rendered message is about, read back from its bytes.
+
+    The operator simulator and the tests use it to recognise any adapter's
+    format without knowing it; it carries ids only, never alert content.
+    """
+
+    type: MessageType
+    alert_id: str | None
+    alert_version: int | None
 
 
 class DeliveryError(Exception):
@@ -83,8 +100,37 @@ class OperatorAdapter(ABC):
         """Returns: the payload announcing a new alert to this operator."""
 
     @abstractmethod
+    def render_update(self, event: AlertUpdated) -> RenderedMessage:
+        """Returns: the payload replacing ``event.previous_version`` of the alert
+        (CAP Update semantics); an operator without the alert treats it as new."""
+
+    @abstractmethod
     def render_retraction(self, event: AlertRetracted) -> RenderedMessage:
         """Returns: the payload withdrawing an alert; it must reference the alert id."""
+
+    @abstractmethod
+    def render_link_test(self, event: LinkTestRequested) -> RenderedMessage:
+        """Returns: a test message the operator acknowledges and never broadcasts."""
+
+    def parse_receipt(self, body: bytes, content_type: str) -> ReceiptReport:
+        """Read a receipt this operator posted (authentication is already checked).
+
+        The default reads our JSON :class:`ReceiptReport`; an operator with its own
+        format overrides this. Raises ``ValueError`` (or pydantic's
+        ``ValidationError``) for a body that is not a receipt.
+        """
+        del content_type
+        return ReceiptReport.model_validate_json(body)
+
+    @classmethod
+    def describe(cls, body: bytes, content_type: str) -> MessageSummary | None:
+        """Read back what a message this adapter rendered is about.
+
+        Returns None for a body that is not in this adapter's format; plugins that
+        do not implement it are simply not recognised by the simulator.
+        """
+        del body, content_type
+        return None
 
     @abstractmethod
     async def deliver(self, webhook_id: str, message: RenderedMessage) -> DeliveryReceipt:

@@ -1,60 +1,77 @@
-"""One operator's consumer: read alert events, deliver through the adapter, record, commit.
+"""One operator's consumer: read both lanes, deliver through the adapter, record, commit.
 
-Per Kafka batch: partitions deliver concurrently (in order within a partition,
-which keeps a retraction behind its dispatch), one transaction records every
-outcome, and only then is the offset committed. A crash re-reads the batch; the
-stable webhook-id and the delivery records make the replay harmless.
+The worker subscribes to the dispatch lane (dispatches, updates, link tests) and
+the retraction lane in ONE consumer group with the range assignor: both topics
+have the same partition count and key, so a worker owns partition *p* of both,
+and everything about one alert is decided in one process.
 
-Only records that may have been handled before (offsets below a partition's end
-offset when this worker was assigned it) are checked against the database;
-records produced after the assignment are new by construction, so the hot path
-makes no database round trip before the webhook goes out.
+Records never wait for each other's retries: every record becomes its own task.
+Order per alert is kept by chaining an alert's tasks within a lane. A retraction
+does not queue behind its alert's dispatch: when it is fetched it raises the
+alert's retracted version at once, which cancels a dispatch waiting in backoff
+(it is recorded ``suppressed``), and it waits only for an HTTP attempt already in
+flight, so it always arrives after it. Nothing older than what was retracted or
+already sent is delivered afterwards.
+
+An offset is committed only when every record before it is recorded in the
+database (:class:`PartitionProgress`). Records that may have been handled
+before (offsets below a partition's end at assignment, and re-publications by
+the reconciler or a re-drive) are checked against the database first; records
+produced after the assignment are new by construction, so the hot path makes no
+database round trip before its webhook goes out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
-from schemas.events import AlertEvent, DispatchRequested
+from operator_adapters.resilience import BreakerOpen, CircuitBreaker, RateLimiter, RetryPolicy
+from schemas.alerts import DeliveryStatus
+from schemas.events import (
+    AlertEvent,
+    AlertRetracted,
+    AlertUpdated,
+    DispatchRequested,
+    LinkTestRequested,
+)
+from services import audit
 from services.alerts import webhook_id_for
-from services.deliveries import DeliveryOutcome, DeliveryRecorder
-from services.metrics import DELIVERIES_FINISHED, DELIVERY_ATTEMPTS, DISPATCH_LATENCY
+from services.deliveries import (
+    AttemptRecord,
+    DeliveryOutcome,
+    DeliveryRecorder,
+    LinkTestOutcome,
+    RetryNote,
+)
+from services.metrics import (
+    BREAKER_STATE,
+    DEAD_LETTERS,
+    DELIVERIES_FINISHED,
+    DELIVERY_ATTEMPTS,
+    DISPATCH_LATENCY,
+    LINK_TEST_LATENCY,
+    LINK_UP,
+    RETRACTION_RETRY_ALARMS,
+)
 
 log = logging.getLogger(__name__)
 
-
-class RetryPolicy:
-    """Exponential backoff with full jitter, bounded by a deadline."""
-
-    def __init__(self, base_s: float = 0.05, cap_s: float = 10.0, deadline_s: float = 300.0):
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.deadline_s = deadline_s
-
-    def delay(self, attempt: int, retry_after_s: float | None) -> float:
-        backoff = random.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
-        return max(backoff, retry_after_s or 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    event: AlertEvent
-    webhook_id: str
-    maybe_replayed: bool
-
-
 EVENT: TypeAdapter[AlertEvent] = TypeAdapter(AlertEvent)
+REMEMBERED = 100_000
+PAUSE_ABOVE = 1000  # unfinished records per partition before it is paused
+RESUME_BELOW = 200
 
 
 def parse_event(value: bytes | None) -> AlertEvent | None:
@@ -64,17 +81,74 @@ def parse_event(value: bytes | None) -> AlertEvent | None:
         return None
 
 
-HANDLED_CACHE = 100_000
+class DeadLetterSink(Protocol):
+    """Where deliveries that ran out of deadline go, besides the database (a port)."""
+
+    async def publish(self, record: dict[str, object], key: str) -> None:
+        """Return once the record is durably accepted."""
 
 
-class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Notes each newly assigned partition's end offset (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class WorkerPolicy:
+    """Per-operator delivery behaviour, from OperatorConfig and Settings."""
 
+    dispatch_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retraction_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(base_s=0.02, cap_s=1.0, deadline_s=None)
+    )
+    link_test_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(base_s=0.05, cap_s=1.0, deadline_s=10.0)
+    )
+    retraction_alarm_after_s: float = 60.0
+    concurrency: int = 8
+    max_rate_per_s: float | None = None
+    breaker_failure_threshold: int = 5
+    breaker_open_s: float = 5.0
+
+
+@dataclass(slots=True)
+class _Job:
+    kind: str  # dispatch | update | retraction | link_test
+    event: AlertEvent
+    webhook_id: str
+    key: str  # alert id, or "link:<operator>"
+    version: int
+    tp: TopicPartition
+    offset: int
+    check_database: bool
+
+
+class PartitionProgress:
+    """Unfinished offsets of one partition, so a commit never skips one still running."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[int, bool] = OrderedDict()
+        self.committable: int | None = None
+        self.committed: int | None = None
+
+    def started(self, offset: int) -> None:
+        self._open[offset] = False
+
+    def finished(self, offset: int) -> None:
+        if offset in self._open:
+            self._open[offset] = True
+        while self._open:
+            first, done = next(iter(self._open.items()))
+            if not done:
+                break
+            self._open.popitem(last=False)
+            self.committable = first + 1
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: AdapterWorker) -> None:
         self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass
+        await self._worker.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._worker.assigned(assigned)
@@ -86,168 +160,573 @@ class AdapterWorker:
         adapter: OperatorAdapter,
         consumer: AIOKafkaConsumer,
         recorder: DeliveryRecorder,
-        retry: RetryPolicy,
-        topics: Sequence[str],
+        policy: WorkerPolicy,
+        dispatch_topic: str,
+        retraction_topic: str,
+        dead_letters: DeadLetterSink,
     ) -> None:
         self.operator = adapter.operator
-        self._topics = list(topics)
         self._adapter = adapter
         self._consumer = consumer
         self._recorder = recorder
-        self._retry = retry
+        self._policy = policy
+        self._topics = [dispatch_topic, retraction_topic]
+        self._dead_letters = dead_letters
+        self._breaker = CircuitBreaker(policy.breaker_failure_threshold, policy.breaker_open_s)
+        self._rate = RateLimiter(policy.max_rate_per_s)
+        # Retractions get their own connection slots and skip the rate limit: a queue of
+        # dispatches waiting for a slot must never delay one.
+        self._slots = asyncio.Semaphore(policy.concurrency)
+        self._retraction_slots = asyncio.Semaphore(policy.concurrency)
         self.ready = asyncio.Event()
-        # Per partition: offsets below this may be redeliveries of handled records.
         self._replay_below: dict[TopicPartition, int] = {}
-        self._handled: OrderedDict[str, None] = OrderedDict()
+        self._progress: dict[TopicPartition, PartitionProgress] = {}
+        self._paused: set[TopicPartition] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Per alert (bounded LRUs): highest version retracted, highest version sent,
+        # the last task of each lane (for order), the in-flight lock and the wake-up.
+        self._retracted: OrderedDict[str, int] = OrderedDict()
+        self._sent: OrderedDict[str, int] = OrderedDict()
+        self._tails: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._in_flight: dict[str, asyncio.Lock] = {}
+        self._retract_signal: dict[str, asyncio.Event] = {}
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+        #: Finished deliveries by status, for this worker (tests and the fan-out bench).
+        self.finished: Counter[str] = Counter()
+        BREAKER_STATE.labels(self.operator).set(0)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    # -- consuming ---------------------------------------------------------------
 
     async def run(self) -> None:
-        self._consumer.subscribe(self._topics, listener=_AssignmentListener(self))
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
         try:
             while True:
-                batch = await self._consumer.getmany(timeout_ms=500)
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
                 if self._consumer.assignment():
                     self.ready.set()
-                if batch:
-                    await self._process(list(batch.values()))
-                    await self._consumer.commit()
+                records = [r for rs in batch.values() for r in rs]
+                if records:
+                    await self._schedule(records)
+                await self._commit()
+                self._flow_control()
         finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._recorder.stop()
             await self._consumer.stop()
-
-    async def _process(self, partitions: Sequence[Sequence[ConsumerRecord[bytes, bytes]]]) -> None:
-        jobs = [
-            [job for r in records if (job := self._job(r)) is not None] for records in partitions
-        ]
-        maybe_seen = [j.webhook_id for p in jobs for j in p if j.maybe_replayed]
-        done = await self._recorder.finished_among(maybe_seen) if maybe_seen else set()
-        done.update(j.webhook_id for p in jobs for j in p if j.webhook_id in self._handled)
-        outcomes: list[DeliveryOutcome] = []
-
-        async def run_partition(partition_jobs: list[_Job]) -> None:
-            for job in partition_jobs:
-                if job.webhook_id not in done:
-                    done.add(job.webhook_id)  # the same event twice in one batch
-                    outcomes.append(await self._deliver(job))
-                    self._remember(job.webhook_id)
-
-        await asyncio.gather(*(run_partition(p) for p in jobs))
-        await self._recorder.record(outcomes)
-
-    def _remember(self, webhook_id: str) -> None:
-        self._handled[webhook_id] = None
-        if len(self._handled) > HANDLED_CACHE:
-            self._handled.popitem(last=False)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         if partitions:
             ends = await self._consumer.end_offsets(list(partitions))
             self._replay_below.update(ends)
+            for tp in partitions:
+                self._progress[tp] = PartitionProgress()
 
-    def _job(self, record: ConsumerRecord[bytes, bytes]) -> _Job | None:
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self._commit()
+        for tp in partitions:
+            self._progress.pop(tp, None)
+            self._paused.discard(tp)
+
+    async def _commit(self) -> None:
+        offsets = {}
+        for tp, progress in self._progress.items():
+            if progress.committable is not None and progress.committable != progress.committed:
+                offsets[tp] = progress.committable
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance or a lost broker: the consumer rejoins; what was not committed
+            # is read again and checked against the database (see the module docstring).
+            log.warning(
+                "offset commit failed; will retry",
+                extra={"operator": self.operator, "error": type(exc).__name__},
+            )
+            return
+        for tp, offset in offsets.items():
+            if tp in self._progress:
+                self._progress[tp].committed = offset
+
+    def _flow_control(self) -> None:
+        """Pause a partition with too much unfinished work; the other lane keeps flowing."""
+        for tp, progress in self._progress.items():
+            if tp not in self._paused and len(progress) > PAUSE_ABOVE:
+                self._consumer.pause(tp)
+                self._paused.add(tp)
+            elif tp in self._paused and len(progress) < RESUME_BELOW:
+                self._consumer.resume(tp)
+                self._paused.discard(tp)
+
+    async def _schedule(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        jobs: list[_Job] = []
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            progress = self._progress.setdefault(tp, PartitionProgress())
+            progress.started(record.offset)
+            job = self._job(record, tp)
+            if job is None:
+                progress.finished(record.offset)
+                continue
+            if job.kind == "retraction":
+                # Decided now, not when its turn comes: cancels older dispatches at once.
+                # A partial retraction (narrowed area) only concerns the operators it lists.
+                event = job.event
+                assert isinstance(event, AlertRetracted)
+                if event.partial and self.operator not in event.operators:
+                    progress.finished(record.offset)
+                    continue
+                _raise(self._retracted, job.key, job.version)
+                signal = self._retract_signal.get(job.key)
+                if signal is not None:
+                    signal.set()
+            jobs.append(job)
+        skip = await self._already_handled([j for j in jobs if j.check_database])
+        for job in jobs:
+            if job.webhook_id in skip or job.webhook_id in self._delivered:
+                self._progress[job.tp].finished(job.offset)
+                continue
+            self._start(job)
+
+    def _job(self, record: ConsumerRecord[bytes, bytes], tp: TopicPartition) -> _Job | None:
         event = parse_event(record.value)
         if event is None:
             log.error(
                 "unreadable event skipped",
-                extra={
-                    "operator": self.operator,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                },
+                extra={"operator": self.operator, "topic": tp.topic, "offset": record.offset},
             )
             return None
-        if self.operator not in event.operators:
-            return None
-        tp = TopicPartition(record.topic, record.partition)
         maybe_replayed = record.offset < self._replay_below.get(tp, 1 << 62)
-        return _Job(event, webhook_id_for(str(event.event_id), self.operator), maybe_replayed)
+        check = maybe_replayed or event.redelivery
+        webhook_id = webhook_id_for(str(event.event_id), self.operator)
+        if isinstance(event, LinkTestRequested):
+            if event.operator != self.operator:
+                return None
+            key = f"link:{self.operator}"
+            return _Job("link_test", event, webhook_id, key, 0, tp, record.offset, check)
+        retraction = isinstance(event, AlertRetracted)
+        if self.operator not in event.operators and not retraction:
+            return None  # another operator's dispatch (retractions: see _decide_retraction)
+        kind = (
+            "retraction"
+            if retraction
+            else "update"
+            if isinstance(event, AlertUpdated)
+            else "dispatch"
+        )
+        key = str(event.alert_id)
+        return _Job(kind, event, webhook_id, key, event.alert_version, tp, record.offset, check)
 
-    async def _deliver(self, job: _Job) -> DeliveryOutcome:
+    async def _already_handled(self, jobs: Sequence[_Job]) -> set[str]:
+        """For records that may be replays: finished ones, and alert messages whose alert
+        has ended since (they are recorded suppressed rather than delivered late)."""
+        if not jobs:
+            return set()
+        skip = await self._recorder.finished_among([j.webhook_id for j in jobs])
+        alert_jobs = [j for j in jobs if j.kind in ("dispatch", "update")]
+        ended = await self._recorder.ended_alerts({j.key for j in alert_jobs})
+        for job in alert_jobs:
+            if job.key in ended and job.webhook_id not in skip:
+                _raise(self._retracted, job.key, job.version + 1)
+        return skip
+
+    def _start(self, job: _Job) -> None:
+        lane = "retraction" if job.kind == "retraction" else "dispatch"
+        previous = self._tails.get((lane, job.key))
+        task = asyncio.create_task(self._run_job(job, previous))
+        self._tails[(lane, job.key)] = task
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._tails.get((lane, job.key)) is t:
+                del self._tails[(lane, job.key)]
+
+        task.add_done_callback(done)
+
+    async def _run_job(self, job: _Job, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if job.webhook_id in self._delivered:  # a duplicate record right behind its twin
+            self._done(job)
+            return
+        try:
+            if job.kind == "link_test":
+                await self._link_test(job)
+            elif job.kind == "retraction":
+                await self._retraction(job)
+            else:
+                await self._dispatch(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not stall the partition's commits
+            log.exception(
+                "delivery job crashed",
+                extra={"operator": self.operator, "webhook_id": job.webhook_id},
+            )
+            return  # offset stays uncommitted: the record is read again after a restart
+        self._done(job)
+
+    def _done(self, job: _Job) -> None:
+        progress = self._progress.get(job.tp)
+        if progress is not None:
+            progress.finished(job.offset)
+
+    # -- the three kinds of job --------------------------------------------------
+
+    async def _dispatch(self, job: _Job) -> None:
         event = job.event
-        if isinstance(event, DispatchRequested):
-            kind, message = "dispatch", self._adapter.render_dispatch(event)
+        if isinstance(event, AlertUpdated):
+            message = self._adapter.render_update(event)
         else:
-            kind, message = "retraction", self._adapter.render_retraction(event)
-        return await self._send(
-            kind, str(event.alert_id), job.webhook_id, message, event.occurred_at
+            assert isinstance(event, DispatchRequested)
+            message = self._adapter.render_dispatch(event)
+        result = await self._send(job, message, self._policy.dispatch_retry)
+        if result.status is DeliveryStatus.delivered:
+            _raise(self._sent, job.key, job.version)
+        await self._finish(job, result)
+
+    async def _retraction(self, job: _Job) -> None:
+        event = job.event
+        assert isinstance(event, AlertRetracted)
+        if not await self._retraction_owed(job, event):
+            await self._finish(job, _Result(DeliveryStatus.suppressed, 0, None, "not owed", []))
+            return
+        message = self._adapter.render_retraction(event)
+        result = await self._send(job, message, self._policy.retraction_retry)
+        await self._finish(job, result)
+
+    async def _retraction_owed(self, job: _Job, event: AlertRetracted) -> bool:
+        """Owed to every operator the service listed (it may have the alert) and to any
+        operator this worker sent the alert to, listed or not (a dispatch can leave the
+        outbox just before the retraction decides it had not)."""
+        if self.operator in event.operators or job.key in self._sent:
+            return True
+        lock = self._in_flight.get(job.key)
+        if lock is not None:
+            async with lock:  # an attempt in flight: wait for it, then decide
+                pass
+            return job.key in self._sent
+        return job.key in await self._recorder.delivered_alerts(self.operator, [job.key])
+
+    async def _link_test(self, job: _Job) -> None:
+        event = job.event
+        assert isinstance(event, LinkTestRequested)
+        started = time.monotonic()
+        result = await self._send(
+            job, self._adapter.render_link_test(event), self._policy.link_test_retry
+        )
+        ok = result.status is DeliveryStatus.delivered
+        latency_ms = (time.monotonic() - started) * 1000 if ok else None
+        LINK_UP.labels(self.operator).set(1 if ok else 0)
+        if latency_ms is not None:
+            LINK_TEST_LATENCY.labels(self.operator).observe(latency_ms / 1000)
+        log.log(
+            logging.INFO if ok else logging.ERROR,
+            "link test finished",
+            extra={"operator": self.operator, "ok": ok, "attempts": result.attempts},
+        )
+        await self._recorder.finish_link_test(
+            LinkTestOutcome(
+                job.webhook_id,
+                self.operator,
+                ok,
+                result.status_code,
+                latency_ms,
+                result.reason,
+                datetime.now(UTC),
+            ),
+            result.attempts_log,
         )
 
-    async def _send(
-        self,
-        kind: str,
-        alert_id: str,
-        webhook_id: str,
-        message: RenderedMessage,
-        accepted_at: datetime,
-    ) -> DeliveryOutcome:
+    # -- sending -----------------------------------------------------------------
+
+    def _superseded(self, job: _Job) -> bool:
+        if job.kind in ("retraction", "link_test"):
+            return False
+        return (
+            self._retracted.get(job.key, 0) > job.version
+            or self._sent.get(job.key, 0) > job.version
+        )
+
+    async def _send(self, job: _Job, message: RenderedMessage, retry: RetryPolicy) -> _Result:
         started = time.monotonic()
-        attempt = 0
+        unwritten: list[AttemptRecord] = []  # attempts not yet handed to the recorder
+        count = 0
+        alarmed = False
         while True:
-            attempt += 1
-            try:
-                receipt = await self._adapter.deliver(webhook_id, message)
-            except DeliveryError as exc:
-                DELIVERY_ATTEMPTS.labels(self.operator, kind, "error").inc()
-                delay = self._retry.delay(attempt, getattr(exc, "retry_after_s", None))
-                out_of_time = time.monotonic() - started + delay > self._retry.deadline_s
-                if not exc.retriable or out_of_time:
-                    DELIVERIES_FINISHED.labels(self.operator, kind, "failed").inc()
-                    log.error(
-                        "delivery failed",
-                        extra={
-                            "alert_id": alert_id,
-                            "operator": self.operator,
-                            "kind": kind,
-                            "attempts": attempt,
-                            "reason": exc.reason,
-                        },
-                    )
-                    return DeliveryOutcome(
-                        webhook_id,
-                        alert_id,
-                        self.operator,
-                        kind,
-                        False,
-                        attempt,
-                        exc.status_code,
-                        exc.reason,
-                        datetime.now(UTC),
-                    )
-                log.warning(
-                    "delivery attempt failed; retrying",
-                    extra={
-                        "alert_id": alert_id,
-                        "operator": self.operator,
-                        "kind": kind,
-                        "attempt": attempt,
-                        "reason": exc.reason,
-                        "retry_in_s": round(delay, 3),
-                    },
+            if self._superseded(job):
+                return _Result(DeliveryStatus.suppressed, count, None, "superseded", unwritten)
+            count += 1
+            error = await self._attempt(job, message, count, unwritten)
+            if error is SUPERSEDED:
+                count -= 1
+                continue  # the check at the top records it suppressed
+            if error is None:
+                code = unwritten[-1].status_code
+                return _Result(DeliveryStatus.delivered, count, code, None, unwritten)
+            elapsed = time.monotonic() - started
+            delay = retry.delay(count, error.retry_after_s)
+            if not error.retriable or retry.out_of_time(elapsed, delay):
+                return _Result(
+                    DeliveryStatus.failed, count, error.status_code, error.reason, unwritten
                 )
-                await asyncio.sleep(delay)
-                continue
+            if (
+                job.kind == "retraction"
+                and not alarmed
+                and elapsed > self._policy.retraction_alarm_after_s
+            ):
+                alarmed = True
+                self._alarm(job, count, error.reason)
             now = datetime.now(UTC)
-            DELIVERY_ATTEMPTS.labels(self.operator, kind, "ok").inc()
-            DELIVERIES_FINISHED.labels(self.operator, kind, "delivered").inc()
-            DISPATCH_LATENCY.labels(self.operator, kind).observe(
-                max(0.0, (now - accepted_at).total_seconds())
-            )
-            log.info(
-                "delivered",
-                extra={
-                    "alert_id": alert_id,
-                    "operator": self.operator,
-                    "kind": kind,
-                    "attempts": attempt,
-                },
-            )
-            return DeliveryOutcome(
-                webhook_id,
-                alert_id,
-                self.operator,
-                kind,
-                True,
-                attempt,
-                receipt.status_code,
-                None,
+            note = RetryNote(
+                job.webhook_id,
+                count,
+                error.status_code,
+                error.reason,
+                now + timedelta(seconds=delay),
                 now,
             )
+            self._recorder.note_retrying(note, unwritten)
+            unwritten = []
+            log.warning(
+                "delivery attempt failed; retrying",
+                extra={
+                    **_ids(job, self.operator),
+                    "reason": error.reason,
+                    "retry_in_s": round(delay, 3),
+                },
+            )
+            await self._backoff(job, delay)
+
+    async def _attempt(
+        self, job: _Job, message: RenderedMessage, number: int, log_to: list[AttemptRecord]
+    ) -> _Failure | None:
+        """One try, under the operator's concurrency, rate and breaker; None on 2xx."""
+        retraction = job.kind == "retraction"
+        async with self._retraction_slots if retraction else self._slots:
+            if not retraction:
+                await self._rate.acquire()
+            # The alert's lock is held only around the HTTP call itself: a retraction
+            # waits for an attempt in flight (so it arrives after it), never for a queue.
+            async with self._in_flight.setdefault(job.key, asyncio.Lock()):
+                if self._superseded(job):  # a retraction came while this waited
+                    return SUPERSEDED
+                begun = datetime.now(UTC)
+                try:
+                    self._breaker.before_call()
+                except BreakerOpen as exc:
+                    DELIVERY_ATTEMPTS.labels(self.operator, job.kind, "circuit_open").inc()
+                    log_to.append(
+                        _record(job, self.operator, number, begun, "circuit_open", None, str(exc))
+                    )
+                    return _Failure("circuit open", None, exc.retry_in_s, retriable=True)
+                failure: DeliveryError | None = None
+                try:
+                    receipt = await self._adapter.deliver(job.webhook_id, message)
+                except DeliveryError as exc:
+                    failure = exc
+        if failure is not None:
+            self._breaker.failure()
+            self._update_breaker_metric()
+            DELIVERY_ATTEMPTS.labels(self.operator, job.kind, "error").inc()
+            outcome = "retriable_error" if failure.retriable else "permanent_error"
+            log_to.append(
+                _record(
+                    job, self.operator, number, begun, outcome, failure.status_code, failure.reason
+                )
+            )
+            return _Failure(
+                failure.reason,
+                failure.status_code,
+                getattr(failure, "retry_after_s", None),
+                retriable=failure.retriable,
+            )
+        self._breaker.success()
+        self._update_breaker_metric()
+        DELIVERY_ATTEMPTS.labels(self.operator, job.kind, "ok").inc()
+        log_to.append(_record(job, self.operator, number, begun, "ok", receipt.status_code, None))
+        return None
+
+    def _update_breaker_metric(self) -> None:
+        BREAKER_STATE.labels(self.operator).set(
+            {"closed": 0, "half_open": 1, "open": 2}[self._breaker.state]
+        )
+
+    async def _backoff(self, job: _Job, delay: float) -> None:
+        """Sleep, but wake at once if a retraction supersedes this message."""
+        if job.kind in ("retraction", "link_test"):
+            await asyncio.sleep(delay)
+            return
+        signal = self._retract_signal.setdefault(job.key, asyncio.Event())
+        try:
+            await asyncio.wait_for(signal.wait(), delay)
+        except TimeoutError:
+            pass
+
+    def _alarm(self, job: _Job, attempts: int, reason: str) -> None:
+        RETRACTION_RETRY_ALARMS.labels(self.operator).inc()
+        log.error(
+            "retraction not confirmed in time; still retrying",
+            extra={**_ids(job, self.operator), "attempts": attempts, "reason": reason},
+        )
+        self._recorder.note_audit(
+            audit.entry(
+                alert_id=job.key,
+                actor=f"adapter:{self.operator}",
+                action="retraction.unconfirmed_alarm",
+                now=datetime.now(UTC),
+                details={
+                    "operator": self.operator,
+                    "webhook_id": job.webhook_id,
+                    "attempts": attempts,
+                },
+            )
+        )
+
+    async def _finish(self, job: _Job, result: _Result) -> None:
+        now = datetime.now(UTC)
+        dead_lettered = False
+        if result.status is DeliveryStatus.failed:
+            await self._dead_letter(job, result, now)
+            dead_lettered = True
+            if job.kind == "retraction":  # refused outright (a 4xx): a person must look
+                self._alarm(job, result.attempts, result.reason or "refused")
+        event = job.event
+        assert not isinstance(event, LinkTestRequested)
+        DELIVERIES_FINISHED.labels(self.operator, job.kind, result.status.value).inc()
+        self.finished[result.status.value] += 1
+        if result.status is DeliveryStatus.delivered:
+            DISPATCH_LATENCY.labels(self.operator, job.kind).observe(
+                max(0.0, (now - event.occurred_at).total_seconds())
+            )
+            _remember(self._delivered, job.webhook_id)
+        log.log(
+            logging.ERROR if result.status is DeliveryStatus.failed else logging.INFO,
+            f"{job.kind} {result.status.value}",
+            extra={
+                **_ids(job, self.operator),
+                "attempts": result.attempts,
+                "reason": result.reason,
+            },
+        )
+        await self._recorder.finish(
+            DeliveryOutcome(
+                job.webhook_id,
+                job.key,
+                self.operator,
+                job.kind,
+                result.status,
+                result.attempts,
+                result.status_code,
+                result.reason,
+                now,
+                dead_lettered=dead_lettered,
+            ),
+            result.attempts_log,
+        )
+
+    async def _dead_letter(self, job: _Job, result: _Result, now: datetime) -> None:
+        """The dead-letter topic holds references only (no personal data); the database
+        keeps the event, so a re-drive needs nothing from the topic."""
+        DEAD_LETTERS.labels(self.operator, job.kind).inc()
+        record: dict[str, object] = {
+            "type": "delivery.dead_lettered",
+            "operator": self.operator,
+            "kind": job.kind,
+            "alert_id": job.key,
+            "alert_version": job.version,
+            "event_id": str(job.event.event_id),
+            "webhook_id": job.webhook_id,
+            "attempts": result.attempts,
+            "status_code": result.status_code,
+            "reason": result.reason,
+            "dead_lettered_at": now.isoformat(),
+        }
+        await _retry_forever(lambda: self._dead_letters.publish(record, job.key), "dead letter")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str
+    status_code: int | None
+    retry_after_s: float | None
+    retriable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: DeliveryStatus
+    attempts: int
+    status_code: int | None
+    reason: str | None
+    attempts_log: list[AttemptRecord]
+
+
+SUPERSEDED = _Failure("superseded", None, None, retriable=False)
+
+
+def _ids(job: _Job, operator: str) -> dict[str, object]:
+    return {
+        "alert_id": job.key,
+        "operator": operator,
+        "kind": job.kind,
+        "webhook_id": job.webhook_id,
+    }
+
+
+def _record(
+    job: _Job,
+    operator: str,
+    number: int,
+    begun: datetime,
+    outcome: str,
+    status_code: int | None,
+    reason: str | None,
+) -> AttemptRecord:
+    return AttemptRecord(
+        job.webhook_id,
+        job.key,
+        operator,
+        number,
+        begun,
+        datetime.now(UTC),
+        outcome,
+        status_code,
+        reason,
+    )
+
+
+def _raise(versions: OrderedDict[str, int], key: str, version: int) -> None:
+    if versions.get(key, -1) < version:
+        versions[key] = version
+    versions.move_to_end(key)
+    if len(versions) > REMEMBERED:
+        versions.popitem(last=False)
+
+
+def _remember(seen: OrderedDict[str, None], key: str) -> None:
+    seen[key] = None
+    seen.move_to_end(key)
+    if len(seen) > REMEMBERED:
+        seen.popitem(last=False)
+
+
+async def _retry_forever(call: Callable[[], Awaitable[None]], what: str) -> None:
+    backoff = 0.05
+    while True:
+        try:
+            await call()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{what} failed; will retry", extra={"error": type(exc).__name__})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

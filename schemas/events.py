@@ -26,6 +26,9 @@ class EventBase(BaseModel):
     alert_id: UUID
     alert_version: int
     occurred_at: datetime
+    #: Set when the reconciler or a re-drive publishes the event again: the
+    #: worker then checks the database before delivering (the webhook-id is unchanged).
+    redelivery: bool = False
 
 
 class AlertContent(BaseModel):
@@ -73,13 +76,67 @@ class DispatchRequested(EventBase):
     area: AreaSummary
     targeting: OperatorTargeting | None = None
     operators: list[str]
+    expires_at: datetime | None = None
+
+
+class AlertUpdated(EventBase):
+    """New content or area for an alert an operator already has (CAP msgType Update).
+
+    ``previous_version`` is the version this one replaces; an operator that never
+    had the alert (a widened area) treats it as new.
+    """
+
+    type: Literal["alert.updated"] = "alert.updated"
+    schema_version: Literal[1] = 1
+    previous_version: int
+    #: When ``previous_version`` was issued: CAP's ``references`` must name it.
+    previous_occurred_at: datetime | None = None
+    content: AlertContent
+    area: AreaSummary
+    targeting: OperatorTargeting | None = None
+    operators: list[str]
+    expires_at: datetime | None = None
 
 
 class AlertRetracted(EventBase):
+    """Withdraws the alert from ``operators``.
+
+    ``partial`` is True when the alert stays active and only these operators' part of
+    the area went away (a narrowed update): then no other operator is affected. An end
+    (resolve, consent withdrawal, expiry) is total: every operator's worker drops older
+    messages of the alert, and one that sent the alert retracts it even if unlisted.
+    """
+
     type: Literal["alert.retracted"] = "alert.retracted"
     schema_version: Literal[1] = 1
+    partial: bool = False
     reason: str
+    #: When the last version before this retraction was issued (CAP ``references``).
+    previous_occurred_at: datetime | None = None
     operators: list[str]
 
 
-AlertEvent = Annotated[DispatchRequested | AlertRetracted, Field(discriminator="type")]
+class LinkTestRequested(BaseModel):
+    """A periodic signed test message proving one operator's path works end to end.
+
+    Carries no alert and no personal data; keyed by operator name.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["operator.link_test"] = "operator.link_test"
+    schema_version: Literal[1] = 1
+    event_id: UUID
+    operator: str
+    occurred_at: datetime
+    redelivery: bool = False
+
+    @property
+    def operators(self) -> list[str]:
+        return [self.operator]
+
+
+AlertEvent = Annotated[
+    DispatchRequested | AlertUpdated | AlertRetracted | LinkTestRequested,
+    Field(discriminator="type"),
+]

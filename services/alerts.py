@@ -1,7 +1,22 @@
-"""Alert lifecycle: create (consented, geofenced), read, list, resolve.
+"""Alert lifecycle: create (consented, geofenced), read, list, update, renew, end.
 
 Each state change writes the alert, its audit event, the per-operator delivery
-records and the outbox event in one transaction, then wakes the relay.
+records and the outbox events in one transaction, then wakes the relay.
+
+Every change after create gives the alert a new version and decides, per operator,
+from the database alone (rules in ``services/lifecycle.py``):
+- unsent dispatch/update messages of older versions are suppressed (never published);
+- an end (resolve, consent withdrawal, expiry) retracts the alert on the retraction
+  lane from every operator it may have reached; an operator whose only messages were
+  suppressed never had it and gets no retraction either (its retraction delivery row is
+  ``suppressed``, it is absent from the event's ``operators``). If such a message turns
+  out to have been published after all (the relay took it a moment before), the
+  late-publish check (``retract_late_publishes``, run by housekeeping) sends the
+  retraction after all;
+- an update or renewal sends AlertUpdated to operators holding the alert,
+  DispatchRequested to operators newly covered (or whose earlier message was
+  suppressed), and AlertRetracted (``area_narrowed``) to operators the area no longer
+  covers, while the alert stays active.
 """
 
 from __future__ import annotations
@@ -9,13 +24,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,33 +38,43 @@ from geofence import GeofenceEngine, Resolution
 from schemas.alerts import (
     AlertCreate,
     AlertList,
+    AlertPatch,
     AlertRead,
     AlertResolve,
+    AlertStatistics,
     AlertStatus,
     ConsentChannel,
     DeliveryStatus,
+    EndReason,
     OperatorDeliveryRead,
+    ResolutionReason,
+    SubjectCategory,
 )
 from schemas.areas import GeofencePreview, GeofencePreviewRequest, ResolvedArea, TargetArea
 from schemas.events import (
-    AlertContent,
     AlertRetracted,
-    AreaSummary,
+    AlertUpdated,
     DispatchRequested,
-    DistrictSummary,
     OperatorTargeting,
 )
-from services import audit, outbox, targeting
+from services import audit, lifecycle, outbox, targeting
 from services.consent import CLOCK_SKEW, check_consent, check_subject
 from services.db.bulk import insert_all
 from services.db.engine import Database
 from services.db.models import Alert, Base, ConsentRecord, Delivery, IdempotencyKey, OutboxEvent
 from services.errors import Conflict, NotFound, ValidationFailed
 from services.messaging.topics import Topics
-from services.metrics import ALERTS_CREATED, ALERTS_RESOLVED
+from services.metrics import (
+    ALERTS_CREATED,
+    ALERTS_RESOLVED,
+    ALERTS_UPDATED,
+    LATE_PUBLISH_RETRACTIONS,
+    OUTBOX_SUPPRESSED,
+)
 from services.outbox import PendingEvent
 from services.outbox_listener import notify_in_transaction
 from services.sms import render_sms
+from services.statistics import alert_statistics
 
 MAX_LAST_SEEN_AGE = timedelta(days=30)
 TARGET_AREA: TypeAdapter[TargetArea] = TypeAdapter(TargetArea)
@@ -73,6 +98,17 @@ class ResolveOutcome:
     already_resolved: bool
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateOutcome:
+    alert: AlertRead
+    #: Names of the fields that changed (empty: the patch matched the alert, nothing sent).
+    changed: list[str]
+
+
+def _no_suppress(_event_ids: Iterable[str]) -> None:
+    return None
+
+
 class AlertService:
     """The alert lifecycle; built once per process by the composition root."""
 
@@ -84,13 +120,19 @@ class AlertService:
         operators: Sequence[str],
         on_commit: Callable[[Sequence[PendingEvent]], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_suppress: Callable[[Iterable[str]], None] = _no_suppress,
+        ttl: timedelta = timedelta(hours=72),
     ) -> None:
+        """``on_suppress`` drops suppressed events from the relay's in-memory feed;
+        ``ttl`` is how long an alert lives unless renewed."""
         self._db = db
         self._geofence = geofence
         self._topics = topics
         self._operators = list(operators)
         self._on_commit = on_commit
         self._clock = clock
+        self._on_suppress = on_suppress
+        self._ttl = ttl
 
     async def create(
         self, client_id: str, body: AlertCreate, idempotency_key: str | None
@@ -164,6 +206,9 @@ class AlertService:
         return AlertList(items=items, next_cursor=next_cursor)
 
     async def resolve(self, client_id: str, alert_id: str, body: AlertResolve) -> ResolveOutcome:
+        """End the alert (found, cancelled, consent withdrawn). A repeat changes nothing
+        and sends nothing, except that a late consent withdrawal is recorded so the
+        personal data is erased as soon as the retraction is confirmed."""
         now = self._clock()
         key = _parse_id(alert_id)
         events: list[PendingEvent] = []
@@ -174,10 +219,180 @@ class AlertService:
             already = alert.status == AlertStatus.resolved.value
             if not already:
                 events = await self._retract(session, alert, body.reason.value, client_id, now)
+            elif (
+                body.reason is ResolutionReason.consent_withdrawn
+                and alert.resolution_reason != body.reason.value
+            ):
+                await insert_all(session, [_consent_withdrawn_entry(alert.id, client_id, now)])
+            read = await _read_in(session, alert)
         if not already:
             self._on_commit(events)
             ALERTS_RESOLVED.labels(body.reason.value).inc()
-        return ResolveOutcome(alert=await self.get(alert_id), already_resolved=already)
+        return ResolveOutcome(alert=read, already_resolved=already)
+
+    async def statistics(self) -> AlertStatistics:
+        return await alert_statistics(self._db)
+
+    async def update(self, client_id: str, alert_id: str, patch: AlertPatch) -> UpdateOutcome:
+        """New content, area or languages for an active alert: a new version to operators."""
+        now = self._clock()
+        events: list[PendingEvent] = []
+        async with self._db.write() as session:
+            alert = await self._active(session, alert_id, "updated")
+            changed = _changed_fields(alert, patch)
+            if changed:
+                if "target_area" in changed:
+                    assert patch.target_area is not None
+                    origin = targeting.Origin(
+                        alert.last_seen_lat, alert.last_seen_lon, alert.last_seen_at
+                    )
+                    resolution = targeting.resolve(self._geofence, patch.target_area, origin, now)
+                else:
+                    resolution = self._stored_resolution(alert)
+                _apply_patch(alert, patch, changed)
+                events = await self._revise(
+                    session,
+                    alert,
+                    resolution,
+                    "target_area" in changed,
+                    now,
+                    client_id,
+                    "alert.updated",
+                    {"fields": changed},
+                )
+        if events:
+            self._on_commit(events)
+            ALERTS_UPDATED.labels("update").inc()
+        return UpdateOutcome(alert=await self.get(alert_id), changed=changed)
+
+    async def renew(self, client_id: str, alert_id: str, hours: float | None) -> AlertRead:
+        """Push the expiry back by ``hours`` (the TTL by default) from the later of now and
+        the current expiry. Operators get the new expiry as an update: an operator that
+        honours ``expires_at`` would otherwise stop broadcasting too early."""
+        now = self._clock()
+        extension = self._ttl if hours is None else timedelta(hours=hours)
+        async with self._db.write() as session:
+            alert = await self._active(session, alert_id, "renewed")
+            alert.expires_at = max(alert.expires_at or now, now) + extension
+            events = await self._revise(
+                session,
+                alert,
+                self._stored_resolution(alert),
+                False,
+                now,
+                client_id,
+                "alert.renewed",
+                {
+                    "expires_at": alert.expires_at.isoformat(),
+                    "hours": extension / timedelta(hours=1),
+                },
+            )
+        self._on_commit(events)
+        ALERTS_UPDATED.labels("renewal").inc()
+        return await self.get(alert_id)
+
+    async def expirable(self, now: datetime, limit: int = 100) -> list[str]:
+        """Active alerts whose expiry has passed, soonest first."""
+        async with self._db.read() as session:
+            rows = await session.scalars(
+                select(Alert.id)
+                .where(
+                    Alert.status == AlertStatus.active.value,
+                    Alert.expires_at.is_not(None),
+                    Alert.expires_at <= now,
+                )
+                .order_by(Alert.expires_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def expire(self, alert_id: str, now: datetime) -> bool:
+        """End the alert with reason ``expired`` if it is still active and due (a renewal
+        may have won the race); the same path as resolve."""
+        events: list[PendingEvent] = []
+        async with self._db.write() as session:
+            alert = await session.get(Alert, _parse_id(alert_id), with_for_update=True)
+            if (
+                alert is None
+                or alert.status != AlertStatus.active.value
+                or alert.expires_at is None
+                or alert.expires_at > now
+            ):
+                return False
+            events = await self._retract(
+                session, alert, EndReason.expired.value, "housekeeping", now
+            )
+        self._on_commit(events)
+        ALERTS_RESOLVED.labels(EndReason.expired.value).inc()
+        return True
+
+    async def retract_late_publishes(self, alert_id: str, now: datetime) -> list[str]:
+        """Retract the alert from operators a suppressed message reached after all.
+
+        Suppression decides from the database, but the relay may have taken the event
+        from its in-memory feed a moment before and publishes it anyway; its
+        "published" mark (or a worker's outcome) then shows up on the suppressed row.
+        Such an operator gets the retraction it was left out of (an ended alert) or an
+        ``area_narrowed`` one (an active alert that no longer has anything for it).
+        Returns the operators retracted; idempotent.
+        """
+        async with self._db.read() as session:
+            alert = await session.get(Alert, _parse_id(alert_id))
+            if alert is None:
+                return []
+            if not self._late_owed(await lifecycle.messages_of(session, alert.id), alert):
+                return []
+        events: list[PendingEvent] = []
+        async with self._db.write() as session:
+            alert = await session.get(Alert, _parse_id(alert_id), with_for_update=True)
+            assert alert is not None
+            messages = await lifecycle.messages_of(session, alert.id)
+            owed = self._late_owed(messages, alert)
+            if not owed:
+                return []
+            ended = alert.status == AlertStatus.resolved.value
+            reason = (alert.resolution_reason or "") if ended else lifecycle.AREA_NARROWED
+            event_id, row = self._retraction(alert, now, reason, owed, partial=not ended)
+            rows: list[Base] = [
+                audit.entry(
+                    alert_id=alert.id,
+                    actor="housekeeping",
+                    action="retraction.late_publish",
+                    now=now,
+                    details={"operators": owed, "version": alert.version, "reason": reason},
+                ),
+                row,
+            ]
+            if ended:
+                for operator in owed:
+                    await session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.alert_id == alert.id,
+                            Delivery.operator == operator,
+                            Delivery.kind == lifecycle.RETRACTION,
+                            Delivery.alert_version == alert.version,
+                        )
+                        .values(
+                            event_id=event_id,
+                            webhook_id=webhook_id_for(event_id, operator),
+                            status=DeliveryStatus.pending.value,
+                            accepted_at=now,
+                            updated_at=now,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+            else:
+                rows[1:1] = self._deliveries(
+                    alert.id, lifecycle.RETRACTION, alert.version, event_id, now, owed
+                )
+            await insert_all(session, rows)
+            await notify_in_transaction(session)
+            events = [PendingEvent.of(row)]
+        self._on_commit(events)
+        for operator in owed:
+            LATE_PUBLISH_RETRACTIONS.labels(operator).inc()
+        return owed
 
     # -- internals -------------------------------------------------------------
 
@@ -244,27 +459,10 @@ class AlertService:
             created_at=now,
             resolved_at=None,
             resolution_reason=None,
+            expires_at=now + self._ttl,
         )
-        content = AlertContent(
-            category=subject.category.value,
-            age=subject.age,
-            description=subject.description,
-            photo_url=alert.photo_url,
-            last_seen_lat=seen.lat,
-            last_seen_lon=seen.lon,
-            last_seen_at=seen.at,
-            last_seen_place=seen.place,
-            sms_text=sms_text,
-            languages=body.languages,
-        )
-        summary = AreaSummary(
-            polygon=dict(resolution.broadcast.geometry),
-            area_km2=resolution.area_km2,
-            districts=[
-                DistrictSummary(code=d.code, name=d.name, province_code=d.province_code)
-                for d in resolution.districts
-            ],
-        )
+        content = lifecycle.content_of(alert)
+        summary = lifecycle.area_summary(resolution)
         cells = {o.operator: o for o in resolution.operators}
         rows: list[Base] = [
             alert,
@@ -322,6 +520,7 @@ class AlertService:
                     cell_ids=list(operator_cells.cell_ids),
                 ),
                 operators=[operator],
+                expires_at=alert.expires_at,
             )
             deliveries += self._deliveries(alert_id, "dispatch", 1, event_id, now, [operator])
             rows.append(
@@ -341,38 +540,74 @@ class AlertService:
         events = [PendingEvent.of(row) for row in rows if isinstance(row, OutboxEvent)]
         return _to_read(alert, deliveries, [c.value for c in consent.channels]), events
 
+    async def _active(self, session: AsyncSession, alert_id: str, verb: str) -> Alert:
+        alert = await session.get(Alert, _parse_id(alert_id), with_for_update=True)
+        if alert is None:
+            raise NotFound(f"no alert with id {alert_id}")
+        if alert.status != AlertStatus.active.value:
+            raise Conflict(f"the alert is {alert.status}; only an active alert can be {verb}")
+        return alert
+
+    def _stored_resolution(self, alert: Alert) -> Resolution:
+        """The alert's current area, resolved again for its cells (they are not stored),
+        as of when it was resolved: an auto area must not grow silently."""
+        resolved_at = alert.area.get("resolved_at")
+        at = datetime.fromisoformat(resolved_at) if resolved_at else alert.created_at
+        origin = targeting.Origin(alert.last_seen_lat, alert.last_seen_lon, alert.last_seen_at)
+        return targeting.resolve(
+            self._geofence, TARGET_AREA.validate_python(alert.target), origin, at
+        )
+
+    def _late_owed(self, messages: Sequence[lifecycle.Message], alert: Alert) -> list[str]:
+        ended = alert.status == AlertStatus.resolved.value
+        return [
+            operator
+            for operator in self._operators
+            if lifecycle.owes_late_retraction(messages, operator, alert.version, ended)
+        ]
+
+    async def _suppress_unsent(self, session: AsyncSession, alert_id: str, now: datetime) -> None:
+        """Suppress in the database, then drop them from the feed at once: should this
+        transaction roll back, the relay's sweep still publishes them (a short delay),
+        whereas dropping only after the commit would leave the relay more time to take them."""
+        suppressed = await lifecycle.suppress_unsent(session, alert_id, now)
+        if suppressed:
+            self._on_suppress(suppressed)
+            OUTBOX_SUPPRESSED.inc(len(suppressed))
+
     async def _retract(
-        self, session: AsyncSession, alert: Alert, reason: str, client_id: str, now: datetime
+        self, session: AsyncSession, alert: Alert, reason: str, actor: str, now: datetime
     ) -> list[PendingEvent]:
+        """End the alert: suppress what is unsent, retract from whoever may have it."""
+        await self._suppress_unsent(session, alert.id, now)
+        messages = await lifecycle.messages_of(session, alert.id)
+        recipients = lifecycle.retraction_recipients(messages, self._operators)
+        previous_sent = alert.updated_at or alert.created_at  # CAP `references` needs it
         alert.status = AlertStatus.resolved.value
         alert.version += 1
         alert.resolved_at = now
         alert.resolution_reason = reason
-        event_id = str(uuid.uuid4())
-        event = AlertRetracted(
-            event_id=uuid.UUID(event_id),
-            alert_id=uuid.UUID(alert.id),
-            alert_version=alert.version,
-            occurred_at=now,
-            reason=reason,
-            operators=self._operators,
+        alert.updated_at = now
+        event_id, row = self._retraction(
+            alert, now, reason, recipients, partial=False, previous_sent=previous_sent
         )
-        row = outbox.event_row(
-            event_id=event_id,
-            alert_id=alert.id,
-            event_type=event.type,
-            topic=self._topics.alert_events,
-            event=event,
-            now=now,
-        )
+        deliveries = self._deliveries(alert.id, lifecycle.RETRACTION, alert.version, event_id, now)
+        for delivery in deliveries:
+            if delivery.operator not in recipients:
+                delivery.status = DeliveryStatus.suppressed.value
         rows: list[Base] = [
-            *self._deliveries(alert.id, "retraction", alert.version, event_id, now),
+            *deliveries,
             audit.entry(
                 alert_id=alert.id,
-                actor=client_id,
-                action="alert.resolved",
+                actor=actor,
+                action="alert.expired" if reason == EndReason.expired.value else "alert.resolved",
                 now=now,
-                details={"reason": reason, "version": alert.version},
+                details={
+                    "reason": reason,
+                    "version": alert.version,
+                    "operators": recipients,
+                    "never_had_it": [o for o in self._operators if o not in recipients],
+                },
             ),
             row,
         ]
@@ -380,6 +615,144 @@ class AlertService:
         await insert_all(session, rows)
         await notify_in_transaction(session)
         return [PendingEvent.of(row)]
+
+    async def _revise(
+        self,
+        session: AsyncSession,
+        alert: Alert,
+        resolution: Resolution,
+        new_area: bool,
+        now: datetime,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
+    ) -> list[PendingEvent]:
+        """Publish the alert's (already changed) row as a new version, per operator.
+
+        With ``new_area`` the stored area is replaced by ``resolution`` here, after
+        reading it, so "had cells" is decided against the area being replaced.
+        """
+        await self._suppress_unsent(session, alert.id, now)
+        messages = await lifecycle.messages_of(session, alert.id)
+        had = lifecycle.cell_counts(alert.area)
+        if new_area:
+            alert.area = {
+                "resolved": targeting.resolved_area(resolution).model_dump(mode="json"),
+                "target": dict(resolution.target_geojson),
+                "resolved_at": now.isoformat(),
+            }
+        previous_sent = alert.updated_at or alert.created_at  # CAP `references` needs it
+        alert.version += 1
+        alert.updated_at = now
+        content = lifecycle.content_of(alert)
+        summary = lifecycle.area_summary(resolution)
+        cells = {o.operator: o for o in resolution.operators}
+        rows: list[Base] = []
+        deliveries: list[Delivery] = []
+        decided: dict[str, list[str]] = {a.value: [] for a in lifecycle.Action}
+        for operator in self._operators:
+            held = lifecycle.holds(messages, operator)
+            own = cells.get(operator)
+            decision = lifecycle.plan(held, had.get(operator, 0) > 0, bool(own and own.cell_ids))
+            decided[decision.value].append(operator)
+            if decision not in (lifecycle.Action.update, lifecycle.Action.dispatch):
+                continue
+            event_id = str(uuid.uuid4())
+            event_targeting = (
+                None
+                if own is None
+                else OperatorTargeting(
+                    operator=operator, mcc=own.mcc, mnc=own.mnc, cell_ids=list(own.cell_ids)
+                )
+            )
+            common: dict[str, Any] = {
+                "event_id": uuid.UUID(event_id),
+                "alert_id": uuid.UUID(alert.id),
+                "alert_version": alert.version,
+                "occurred_at": now,
+                "content": content,
+                "area": summary,
+                "targeting": event_targeting,
+                "operators": [operator],
+                "expires_at": alert.expires_at,
+            }
+            event: AlertUpdated | DispatchRequested
+            if decision is lifecycle.Action.update:
+                assert held is not None
+                event = AlertUpdated(
+                    previous_version=held,
+                    # The time of the version this operator holds is only known when it
+                    # is the one just replaced.
+                    previous_occurred_at=previous_sent if held == alert.version - 1 else None,
+                    **common,
+                )
+            else:
+                event = DispatchRequested(**common)
+            kind = "update" if decision is lifecycle.Action.update else "dispatch"
+            deliveries += self._deliveries(alert.id, kind, alert.version, event_id, now, [operator])
+            rows.append(self._event_row(alert.id, event_id, event, self._topics.alert_events, now))
+        narrowed = decided[lifecycle.Action.retract.value]
+        if narrowed:
+            event_id, row = self._retraction(
+                alert,
+                now,
+                lifecycle.AREA_NARROWED,
+                narrowed,
+                partial=True,
+                previous_sent=previous_sent,
+            )
+            deliveries += self._deliveries(
+                alert.id, lifecycle.RETRACTION, alert.version, event_id, now, narrowed
+            )
+            rows.append(row)
+        entry = audit.entry(
+            alert_id=alert.id,
+            actor=actor,
+            action=action,
+            now=now,
+            details={**details, "version": alert.version, **decided},
+        )
+        await session.flush()
+        await insert_all(session, [*deliveries, entry, *rows])
+        await notify_in_transaction(session)
+        return [PendingEvent.of(row) for row in rows if isinstance(row, OutboxEvent)]
+
+    def _retraction(
+        self,
+        alert: Alert,
+        now: datetime,
+        reason: str,
+        operators: list[str],
+        *,
+        partial: bool,
+        previous_sent: datetime | None = None,
+    ) -> tuple[str, OutboxEvent]:
+        """An AlertRetracted at the alert's current version, as an outbox row for the
+        retraction lane; returns its event id (the deliveries' key) and the row."""
+        event_id = str(uuid.uuid4())
+        event = AlertRetracted(
+            event_id=uuid.UUID(event_id),
+            alert_id=uuid.UUID(alert.id),
+            alert_version=alert.version,
+            occurred_at=now,
+            previous_occurred_at=previous_sent,
+            reason=reason,
+            partial=partial,
+            operators=operators,
+        )
+        return event_id, self._event_row(alert.id, event_id, event, self._topics.retractions, now)
+
+    def _event_row(
+        self, alert_id: str, event_id: str, event: Any, topic: str, now: datetime
+    ) -> OutboxEvent:
+        return outbox.event_row(
+            event_id=event_id,
+            alert_id=alert_id,
+            event_type=event.type,
+            topic=topic,
+            event=event,
+            now=now,
+        )
 
     def _deliveries(
         self,
@@ -408,6 +781,71 @@ class AlertService:
             )
             for operator in (self._operators if operators is None else operators)
         ]
+
+
+MAX_LANGUAGES = 5
+
+
+def _changed_fields(alert: Alert, patch: AlertPatch) -> list[str]:
+    """The patch's fields that differ from the alert (a repeated PATCH changes nothing)."""
+    given = patch.model_fields_set
+    changed: list[str] = []
+    if "description" in given and patch.description != alert.description:
+        changed.append("description")
+    if "photo_url" in given and _photo(patch) != alert.photo_url:
+        changed.append("photo_url")
+    if (
+        "target_area" in given
+        and patch.target_area is not None
+        and patch.target_area.model_dump(mode="json") != alert.target
+    ):
+        changed.append("target_area")
+    current = list(alert.languages.get("codes", []))
+    extra = [code for code in dict.fromkeys(patch.add_languages or []) if code not in current]
+    if extra:
+        if len(current) + len(extra) > MAX_LANGUAGES:
+            raise ValidationFailed(
+                f"an alert has at most {MAX_LANGUAGES} languages", field="add_languages"
+            )
+        changed.append("languages")
+    return changed
+
+
+def _photo(patch: AlertPatch) -> str | None:
+    return str(patch.photo_url) if patch.photo_url is not None else None
+
+
+def _apply_patch(alert: Alert, patch: AlertPatch, changed: list[str]) -> None:
+    """Write the changed fields onto the row and render the SMS text again."""
+    if "description" in changed and patch.description is not None:
+        alert.description = patch.description
+    if "photo_url" in changed:
+        alert.photo_url = _photo(patch)
+    if "target_area" in changed and patch.target_area is not None:
+        alert.target = patch.target_area.model_dump(mode="json")
+    if "languages" in changed:
+        current = list(alert.languages.get("codes", []))
+        extra = [c for c in dict.fromkeys(patch.add_languages or []) if c not in current]
+        alert.languages = {"codes": current + extra}
+    alert.sms_text = render_sms(
+        SubjectCategory(alert.category),
+        alert.subject_age,
+        alert.description or "",
+        alert.last_seen_place,
+        alert.last_seen_at,
+    )
+
+
+def _consent_withdrawn_entry(alert_id: str, actor: str, now: datetime) -> Base:
+    """A consent withdrawal after the alert already ended: erasure no longer waits for
+    the retention period, only for the retraction to be confirmed."""
+    return audit.entry(
+        alert_id=alert_id,
+        actor=actor,
+        action="consent.withdrawn",
+        now=now,
+        details={"reason": ResolutionReason.consent_withdrawn.value},
+    )
 
 
 def _parse_id(alert_id: str) -> str:
@@ -440,7 +878,15 @@ async def _consent_channels_of(session: AsyncSession, ids: list[str]) -> dict[st
     return {alert_id: list(channels.get("channels", [])) for alert_id, channels in rows}
 
 
+async def _read_in(session: AsyncSession, alert: Alert) -> AlertRead:
+    """The alert as its session sees it: a writer answers without a second session."""
+    deliveries = await _deliveries_of(session, [alert.id])
+    channels = await _consent_channels_of(session, [alert.id])
+    return _to_read(alert, deliveries.get(alert.id, []), channels.get(alert.id, []))
+
+
 def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> AlertRead:
+    retraction = lifecycle.retraction_state(alert, deliveries)
     return AlertRead(
         id=uuid.UUID(alert.id),
         case_reference=alert.case_reference,
@@ -464,9 +910,18 @@ def _to_read(alert: Alert, deliveries: list[Delivery], channels: list[str]) -> A
                 webhook_id=d.webhook_id,
                 last_status_code=d.last_status_code,
                 delivered_at=d.delivered_at,
+                alert_version=d.alert_version,
+                confirmed_at=d.confirmed_at,
             )
             for d in deliveries
         ],
+        expires_at=alert.expires_at,
+        updated_at=alert.updated_at,
+        retraction_confirmed=retraction.confirmed,
+        fully_retracted=retraction.fully,
+        fully_retracted_at=retraction.at,
+        erased=alert.erased_at is not None,
+        erased_at=alert.erased_at,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib.util
 import secrets
 import sys
 from collections.abc import Coroutine, Sequence
@@ -34,12 +36,25 @@ def _banner(runtime: Runtime) -> str:
 async def _run(settings: Settings, parts: Parts, banner: bool) -> None:
     runtime = Runtime(settings, parts)
     await runtime.start()
+    _freeze_startup_objects()
     if banner:
         print(_banner(runtime), file=sys.stderr, flush=True)  # noqa: T201
     try:
         await runtime.wait()
     finally:
         await runtime.stop()
+
+
+def _freeze_startup_objects() -> None:
+    """Exempt what start-up built from garbage collection for the life of the process.
+
+    The geofence indexes alone are some 270,000 tracked objects; without this every
+    full collection walks all of them, a pause of about 50 ms (measured) of the event
+    loop that lands on whichever alert is in flight. Nothing built at start-up is
+    garbage (the collection just before the freeze removes what was).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _migrate(settings: Settings) -> None:
@@ -51,6 +66,40 @@ async def _migrate(settings: Settings) -> None:
         await upgrade_to_head(db)
     finally:
         await db.dispose()
+
+
+async def _redrive(settings: Settings, operator: str | None, alert_id: str | None) -> None:
+    """Works against the database alone: a running relay (any process) publishes the
+    re-driven events within its sweep interval."""
+    from datetime import UTC, datetime
+
+    from services.db.engine import Database
+    from services.redrive import redrive_dead_letters
+
+    db = Database(settings.database_url)
+    try:
+        result = await redrive_dead_letters(
+            db, datetime.now(UTC), operator=operator, alert_id=alert_id, actor="cli"
+        )
+    finally:
+        await db.dispose()
+    print(  # noqa: T201
+        f"re-driven: {result.deliveries} deliveries ({result.events} events re-published)"
+    )
+
+
+def remember_missing_sniffio() -> None:
+    """Make a missing ``sniffio`` a cached miss instead of a fresh search per request.
+
+    httpcore (under httpx, which the adapters use for every webhook) runs
+    ``import sniffio`` several times per request; without the package, each of those
+    imports searches every ``sys.path`` entry again and fails. Measured: 1.6 ms of CPU
+    per webhook POST with the search, 1.0 ms without. A ``None`` entry in
+    ``sys.modules`` makes the import fail at once, which is all httpcore needs to fall
+    back to asyncio. When sniffio is installed this does nothing.
+    """
+    if importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def run_event_loop(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -73,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     adapter = sub.add_parser("adapter", help="one operator's adapter worker")
     adapter.add_argument("--operator", required=True)
     sub.add_parser("migrate", help="apply database migrations")
+    redrive = sub.add_parser(
+        "redrive", help="re-drive dead-lettered deliveries (after fixing the cause)"
+    )
+    redrive.add_argument("--operator", help="only this operator's")
+    redrive.add_argument("--alert", help="only this alert's")
     sub.add_parser("new-api-key", help="print a new random API key and its SHA-256")
     args = parser.parse_args(argv)
 
@@ -82,8 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     settings = get_settings()
     configure_logging(settings.log_level)
+    remember_missing_sniffio()
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
+        return 0
+    if args.command == "redrive":
+        asyncio.run(_redrive(settings, args.operator, args.alert))
         return 0
     parts = {
         "serve": Parts(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from geofence import GeofenceEngine, GeofenceLimits, default_engine
 from services import metrics
@@ -51,6 +52,8 @@ class ServiceContext:
             topics=Topics(settings.kafka_topic_prefix),
             operators=sorted(settings.enabled_operators),
             on_commit=feed.committed,
+            on_suppress=feed.suppress,
+            ttl=timedelta(hours=settings.alert_ttl_hours),
         )
         return cls(
             settings=settings,

@@ -108,7 +108,7 @@ class OutboxRelay:
         """Publish one batch of unpublished rows in id order; returns how many."""
         query = (
             select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))
+            .where(OutboxEvent.published_at.is_(None), OutboxEvent.suppressed_at.is_(None))
             .order_by(OutboxEvent.id)
             .limit(self._batch_size)
         )

@@ -20,12 +20,15 @@ from services.context import ServiceContext
 from services.db.engine import Database
 from services.db.migrate import upgrade_to_head
 from services.deliveries import DeliveryRecorder
+from services.housekeeping import run_housekeeping
+from services.link_tests import LinkTestScheduler
 from services.logging_setup import quiet_third_party_loggers
 from services.messaging.broker import EmbeddedBroker
 from services.messaging.kafka import ensure_topics, make_consumer, make_producer
-from services.messaging.publisher import KafkaPublisher
+from services.messaging.publisher import KafkaDeadLetters, KafkaPublisher
 from services.messaging.topics import Topics, consumer_group
 from services.outbox_listener import listen
+from services.reconciler import Reconciler
 from services.relay import OutboxRelay
 from services.settings import OperatorConfig, Settings
 
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     import uvicorn
     from aiokafka import AIOKafkaProducer
 
-    from operator_adapters.worker import AdapterWorker
+    from operator_adapters.worker import AdapterWorker, WorkerPolicy
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +60,12 @@ class Runtime:
     bootstrap: str = ""
     workers: list[AdapterWorker] = field(default_factory=list)
     server: uvicorn.Server | None = None
+    reconciler: Reconciler | None = None
+    link_tests: LinkTestScheduler | None = None
     _producer: AIOKafkaProducer | None = None
     _http: httpx.AsyncClient | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _restarting: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:
@@ -91,9 +97,9 @@ class Runtime:
         await ensure_topics(
             self.bootstrap, topics, settings.kafka_partitions, settings.kafka_replication_factor
         )
+        self._producer = make_producer(settings, self.bootstrap)
+        await self._producer.start()
         if self.parts.relay:
-            self._producer = make_producer(settings, self.bootstrap)
-            await self._producer.start()
             relay = OutboxRelay(
                 db,
                 KafkaPublisher(self._producer),
@@ -107,11 +113,72 @@ class Runtime:
             self._spawn(relay.run(), "relay")
             if not settings.is_sqlite and not self.parts.api:
                 self._spawn(listen(settings.database_url, self.context.feed), "outbox-listener")
+            self._start_keepers(db, topics)
         await self._start_workers(db, topics)
+
+    def _start_keepers(self, db: Database, topics: Topics) -> None:
+        """What runs beside the relay: the reconciler, link tests, the topic keeper, and
+        housekeeping (expiry, retraction confirmation, late-publish repair, erasure)."""
+        settings = self.settings
+        assert self.context is not None
+        feed = self.context.feed
+        self.reconciler = Reconciler(
+            db, feed.committed, settings.reconcile_after_s, settings.reconcile_interval_s
+        )
+        self._spawn(self.reconciler.run(), "reconciler")
+        self.link_tests = LinkTestScheduler(
+            db,
+            topics.alert_events,
+            {name: settings.link_test_interval_for(name) for name in settings.enabled_operators},
+            feed.committed,
+        )
+        self._spawn(self.link_tests.run(), "link-tests")
+        self._spawn(self._keep_topics(db, topics), "topic-keeper")
+        self._spawn(run_housekeeping(self.context), "housekeeping")
+
+    async def _keep_topics(self, db: Database, topics: Topics) -> None:
+        """Re-create our topics if the broker lost them (the embedded one keeps nothing
+        across a restart); the reconciler then re-publishes whatever is still owed."""
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.reconcile_interval_s)
+            try:
+                created = await ensure_topics(
+                    self.bootstrap,
+                    topics,
+                    settings.kafka_partitions,
+                    settings.kafka_replication_factor,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broker unreachable", extra={"error": type(exc).__name__})
+                continue
+            if created:
+                log.warning("topics were missing and are re-created", extra={"topics": created})
+                if self.workers:
+                    await self._restart_workers(db, topics)
+
+    async def _restart_workers(self, db: Database, topics: Topics) -> None:
+        """After the broker lost everything (the embedded one on a restart), fresh
+        consumers: the broker forgot the groups too, and a consumer that was never told
+        can keep fetching as a member of a group that no longer exists. What was owed
+        is in the database; replays are checked there and the reconciler re-publishes."""
+        old = [t for t in self._tasks if t.get_name().startswith("adapter:")]
+        self._restarting.update(old)
+        for task in old:
+            task.cancel()
+        await asyncio.gather(*old, return_exceptions=True)
+        self._tasks = [t for t in self._tasks if t not in old]
+        self.workers.clear()
+        if self._http is not None:
+            await self._http.aclose()
+        await self._start_workers(db, topics)
+        log.warning("adapter workers restarted", extra={"workers": len(self.workers)})
 
     async def _start_workers(self, db: Database, topics: Topics) -> None:
         from operator_adapters.registry import build_adapter, discover
-        from operator_adapters.worker import AdapterWorker, RetryPolicy
+        from operator_adapters.worker import AdapterWorker
 
         settings = self.settings
         enabled = settings.enabled_operators
@@ -123,6 +190,8 @@ class Runtime:
         )
         available = discover()
         recorder = DeliveryRecorder(db)
+        assert self._producer is not None
+        dead_letters = KafkaDeadLetters(self._producer, topics.dead_letters)
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
             adapter = build_adapter(name, config, self._http, available)
@@ -135,8 +204,10 @@ class Runtime:
                 adapter,
                 consumer,
                 recorder,
-                RetryPolicy(deadline_s=config.retry_deadline_s),
-                topics=[topics.alert_events],
+                worker_policy(settings, config),
+                dispatch_topic=topics.alert_events,
+                retraction_topic=topics.retractions,
+                dead_letters=dead_letters,
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"adapter:{name}")
@@ -183,8 +254,13 @@ class Runtime:
         self._tasks.append(task)
 
     async def wait(self) -> None:
-        """Run until a part stops (the API server on a signal, or a crash)."""
-        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        """Run until a part stops (the API server on a signal, or a crash); parts
+        restarted on purpose (see ``_restart_workers``) do not count."""
+        while True:
+            done, _ = await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            if not done <= self._restarting:
+                return
+            self._restarting -= done
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -204,6 +280,21 @@ class Runtime:
             await self.context.close()
         if self.broker is not None:
             await self.broker.stop()
+
+
+def worker_policy(settings: Settings, config: OperatorConfig) -> WorkerPolicy:
+    from operator_adapters.resilience import RetryPolicy
+    from operator_adapters.worker import WorkerPolicy
+
+    return WorkerPolicy(
+        dispatch_retry=RetryPolicy(deadline_s=config.retry_deadline_s),
+        link_test_retry=RetryPolicy(cap_s=1.0, deadline_s=min(config.retry_deadline_s, 10.0)),
+        retraction_alarm_after_s=settings.retraction_alarm_after_s,
+        concurrency=config.concurrency,
+        max_rate_per_s=config.max_rate_per_s,
+        breaker_failure_threshold=config.breaker_failure_threshold,
+        breaker_open_s=config.breaker_open_s,
+    )
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["alerts:write", "alerts:read"]
+Scope = Literal["alerts:write", "alerts:read", "operations"]
 
 #: Well-known development credentials. They only work with KAYIP_ENVIRONMENT=development.
 DEV_API_KEY = "dev-case-system-key"
@@ -34,15 +34,41 @@ class ApiKeyConfig(BaseModel):
     scopes: list[Scope]
 
 
+def dev_receipt_key(operator: str) -> str:
+    """The well-known development key an operator (the simulator) sends receipts with."""
+    return f"dev-{operator}-receipt-key"
+
+
 class OperatorConfig(BaseModel):
-    """Where and how one mobile operator receives webhooks."""
+    """Where and how one mobile operator receives webhooks, and how it reports back."""
 
     enabled: bool = True
-    adapter: str = "standard_webhooks"
+    #: Entry-point name of the adapter plugin; None picks the plugin named after the
+    #: operator when one is installed, else ``standard_webhooks``.
+    adapter: str | None = None
     endpoint_url: str | None = None
     signing_secret: SecretStr | None = None
+    #: During a rotation both secrets sign every webhook and verify every receipt.
+    previous_signing_secret: SecretStr | None = None
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    max_rate_per_s: float | None = Field(default=None, gt=0)
     retry_deadline_s: float = Field(default=300.0, gt=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=5.0, gt=0)
+    #: SHA-256 of the key this operator presents when it posts receipts.
+    receipt_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    link_test_interval_s: float | None = Field(default=None, ge=0)
+    #: Adapter-specific settings (validated by the plugin's own config model).
+    options: dict[str, object] = Field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        """Every secret that signs now: the current one first."""
+        return [
+            s.get_secret_value()
+            for s in (self.signing_secret, self.previous_signing_secret)
+            if s is not None
+        ]
 
 
 def hash_api_key(key: str) -> str:
@@ -76,6 +102,19 @@ class Settings(BaseSettings):
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
 
+    #: A delivery still owed and untouched this long is re-published (broker loss, crash).
+    reconcile_after_s: float = Field(default=30.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    #: Default interval of each operator's signed link test; 0 turns them off.
+    link_test_interval_s: float = Field(default=300.0, ge=0)
+    #: Retractions never dead-letter; past this they raise an alarm and keep retrying.
+    retraction_alarm_after_s: float = Field(default=60.0, gt=0)
+
+    alert_ttl_hours: float = Field(default=72.0, gt=0)
+    #: How long personal data survives the end of an alert (KVKK); 0 erases at once.
+    erasure_retention_days: float = Field(default=30.0, ge=0)
+    erasure_interval_s: float = Field(default=60.0, gt=0)
+
     geofence_max_area_km2: float = Field(default=60000.0, gt=0)
     geofence_vertex_budget: int = Field(default=100, ge=8, le=1000)
     geofence_max_input_vertices: int = Field(default=10000, ge=4)
@@ -85,6 +124,7 @@ class Settings(BaseSettings):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     operators: dict[str, OperatorConfig] = Field(default_factory=dict)
     simulator_enabled: bool | None = None
+    simulator_send_receipts: bool = True
 
     log_level: str = "INFO"
 
@@ -108,6 +148,8 @@ class Settings(BaseSettings):
             for name, operator in self.operators.items():
                 if operator.signing_secret is None and name in DEV_SIGNING_SECRETS:
                     operator.signing_secret = SecretStr(DEV_SIGNING_SECRETS[name])
+                if operator.receipt_key_sha256 is None:
+                    operator.receipt_key_sha256 = hash_api_key(dev_receipt_key(name))
             if not self.api_keys:
                 self.api_keys = [
                     ApiKeyConfig(
@@ -136,6 +178,8 @@ class Settings(BaseSettings):
             secret = operator.signing_secret
             if secret is None or secret.get_secret_value() in dev_secrets:
                 raise ValueError(f"operator {name}: a real signing_secret is required")
+            if operator.receipt_key_sha256 in (None, hash_api_key(dev_receipt_key(name))):
+                raise ValueError(f"operator {name}: a real receipt_key_sha256 is required")
 
     @property
     def embedded_broker(self) -> bool:
@@ -155,6 +199,10 @@ class Settings(BaseSettings):
         if self.kafka_session_timeout_ms is not None:
             return self.kafka_session_timeout_ms
         return 2000 if self.embedded_broker else 10000
+
+    def link_test_interval_for(self, operator: str) -> float:
+        own = self.operators[operator].link_test_interval_s
+        return self.link_test_interval_s if own is None else own
 
     @property
     def enabled_operators(self) -> dict[str, OperatorConfig]:

@@ -60,6 +60,7 @@ def make_settings(database_url: str, bootstrap: str | None = None, **overrides: 
         "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}",
         "port": free_port(),
         "simulator_enabled": True,
+        "link_test_interval_s": 0,  # tests that want link tests turn them on
         "api_keys": [
             ApiKeyConfig(
                 client_id="writer",

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from alert_api.deps import AlertServiceDep, ReaderClient, WriterClient
-from schemas.alerts import AlertCreate, AlertList, AlertRead, AlertResolve, AlertStatus
+from alert_api.deps import AlertServiceDep, ReaderClient, WriterClient, get_context
+from schemas.alerts import (
+    AlertCreate,
+    AlertList,
+    AlertPatch,
+    AlertRead,
+    AlertRenew,
+    AlertResolve,
+    AlertStatistics,
+    AlertStatus,
+)
+from schemas.delivery_timeline import DeliveryTimeline
 from schemas.problems import Problem
+from services.context import ServiceContext
+from services.delivery_timeline import delivery_timeline
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -97,3 +109,46 @@ async def resolve_alert(
 ) -> Response:
     outcome = await service.resolve(client.client_id, alert_id, body)
     return model_response(outcome.alert, 200 if outcome.already_resolved else 202)
+
+
+@router.get("/{alert_id}/delivery", response_model=DeliveryTimeline, responses=PROBLEMS)
+async def get_alert_delivery(
+    alert_id: str,
+    _client: ReaderClient,
+    context: Annotated[ServiceContext, Depends(get_context)],
+) -> DeliveryTimeline:
+    """Per operator: every attempt, how each message ended, the operator's receipts; totals."""
+    return await delivery_timeline(context.db, alert_id)
+
+
+@router.patch("/{alert_id}", response_model=AlertRead, responses=PROBLEMS)
+async def update_alert(
+    alert_id: str,
+    body: AlertPatch,
+    client: WriterClient,
+    service: AlertServiceDep,
+) -> Response:
+    """New description or photo, another area, extra languages: a new version to operators.
+    A patch that matches the alert already changes nothing and sends nothing."""
+    outcome = await service.update(client.client_id, alert_id, body)
+    return model_response(outcome.alert, 200)
+
+
+@router.post("/{alert_id}/renew", response_model=AlertRead, responses=PROBLEMS)
+async def renew_alert(
+    alert_id: str,
+    client: WriterClient,
+    service: AlertServiceDep,
+    body: AlertRenew | None = None,
+) -> Response:
+    hours = body.hours if body is not None else None
+    return model_response(await service.renew(client.client_id, alert_id, hours), 200)
+
+
+statistics_router = APIRouter(prefix="/v1/statistics", tags=["statistics"])
+
+
+@statistics_router.get("", response_model=AlertStatistics, responses=PROBLEMS)
+async def get_statistics(_client: ReaderClient, service: AlertServiceDep) -> AlertStatistics:
+    """Anonymous counts; they survive the erasure of personal data."""
+    return await service.statistics()

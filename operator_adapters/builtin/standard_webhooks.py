@@ -2,72 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from typing import Any, get_args
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from operator_adapters.base import (
-    DeliveryReceipt,
-    OperatorAdapter,
-    PermanentDeliveryError,
-    RenderedMessage,
-    RetriableDeliveryError,
-)
-from schemas.events import AlertRetracted, DispatchRequested
+from operator_adapters.base import MessageSummary, MessageType, RenderedMessage
+from operator_adapters.builtin.rendering import describe_json, json_message
+from operator_adapters.builtin.signed_http import SignedHttpAdapter, SignedHttpConfig
+from schemas.events import AlertRetracted, AlertUpdated, DispatchRequested, LinkTestRequested
 from schemas.webhooks import (
     AlertWebhook,
     AlertWebhookData,
+    LinkTestWebhook,
+    LinkTestWebhookData,
     RetractionWebhook,
     RetractionWebhookData,
+    UpdateWebhook,
+    UpdateWebhookData,
     WebhookArea,
 )
-from services.webhook_signing import decode_secret, signed_headers
 
-RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class StandardWebhooksConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint_url: str = Field(pattern=r"^https?://")
-    signing_secrets: list[str] = Field(min_length=1, max_length=2)
-    timeout_s: float = Field(default=5.0, gt=0)
-
-    @field_validator("signing_secrets")
-    @classmethod
-    def _valid_secrets(cls, value: list[str]) -> list[str]:
-        for secret in value:
-            decode_secret(secret)
-        return value
+#: Kept for plugins and settings that name it; the generic adapter has no options of its own.
+StandardWebhooksConfig = SignedHttpConfig
+MESSAGE_TYPES: frozenset[str] = frozenset(get_args(MessageType))
 
 
-class StandardWebhooksAdapter(OperatorAdapter):
-    config_model = StandardWebhooksConfig
-    config: StandardWebhooksConfig
-
+class StandardWebhooksAdapter(SignedHttpAdapter):
     def render_dispatch(self, event: DispatchRequested) -> RenderedMessage:
-        payload = AlertWebhook(
-            timestamp=datetime.now(UTC),
-            data=AlertWebhookData(
-                alert_id=event.alert_id,
-                alert_version=event.alert_version,
-                sms_text=event.content.sms_text,
-                languages=event.content.languages,
-                photo_url=event.content.photo_url,
-                area=WebhookArea(
-                    polygon=event.area.polygon,
-                    area_km2=event.area.area_km2,
-                    district_codes=[d.code for d in event.area.districts],
-                    cell_ids=event.targeting.cell_ids if event.targeting else [],
-                ),
-            ),
+        payload = AlertWebhook(timestamp=event.occurred_at, data=_alert_data(event))
+        return json_message(payload)
+
+    def render_update(self, event: AlertUpdated) -> RenderedMessage:
+        data = UpdateWebhookData(
+            **_alert_data(event).model_dump(), previous_version=event.previous_version
         )
-        return RenderedMessage("application/json", payload.model_dump_json().encode())
+        payload = UpdateWebhook(timestamp=event.occurred_at, data=data)
+        return json_message(payload)
+
+    def render_link_test(self, event: LinkTestRequested) -> RenderedMessage:
+        payload = LinkTestWebhook(
+            timestamp=event.occurred_at,
+            data=LinkTestWebhookData(test_id=event.event_id, operator=event.operator),
+        )
+        return json_message(payload)
 
     def render_retraction(self, event: AlertRetracted) -> RenderedMessage:
         payload = RetractionWebhook(
-            timestamp=datetime.now(UTC),
+            timestamp=event.occurred_at,
             data=RetractionWebhookData(
                 alert_id=event.alert_id,
                 alert_version=event.alert_version,
@@ -75,37 +54,36 @@ class StandardWebhooksAdapter(OperatorAdapter):
                 reason=event.reason,
             ),
         )
-        return RenderedMessage("application/json", payload.model_dump_json().encode())
+        return json_message(payload)
 
-    async def deliver(self, webhook_id: str, message: RenderedMessage) -> DeliveryReceipt:
-        headers = signed_headers(self.config.signing_secrets, webhook_id, message.body)
-        headers["content-type"] = message.content_type
-        try:
-            response = await self.http.post(
-                self.config.endpoint_url,
-                content=message.body,
-                headers=headers,
-                timeout=self.config.timeout_s,
-            )
-        except httpx.TimeoutException as exc:
-            raise RetriableDeliveryError(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise RetriableDeliveryError(f"transport: {type(exc).__name__}") from exc
-        if response.is_success:
-            return DeliveryReceipt(status_code=response.status_code)
-        if response.status_code in RETRIABLE_STATUS:
-            raise RetriableDeliveryError(
-                f"http {response.status_code}",
-                response.status_code,
-                _retry_after(response.headers.get("retry-after")),
-            )
-        raise PermanentDeliveryError(f"http {response.status_code}", response.status_code)
+    @classmethod
+    def describe(cls, body: bytes, content_type: str) -> MessageSummary | None:
+        return describe_json(body, content_type, _summary)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
+def _alert_data(event: DispatchRequested | AlertUpdated) -> AlertWebhookData:
+    return AlertWebhookData(
+        alert_id=event.alert_id,
+        alert_version=event.alert_version,
+        sms_text=event.content.sms_text,
+        languages=event.content.languages,
+        photo_url=event.content.photo_url,
+        area=WebhookArea(
+            polygon=event.area.polygon,
+            area_km2=event.area.area_km2,
+            district_codes=[d.code for d in event.area.districts],
+            cell_ids=event.targeting.cell_ids if event.targeting else [],
+        ),
+    )
+
+
+def _summary(payload: dict[str, Any]) -> MessageSummary | None:
+    data = payload.get("data")
+    if payload.get("type") not in MESSAGE_TYPES or not isinstance(data, dict):
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    alert_id, version = data.get("alert_id"), data.get("alert_version")
+    return MessageSummary(
+        type=payload["type"],
+        alert_id=alert_id if isinstance(alert_id, str) else None,
+        alert_version=version if isinstance(version, int) else None,
+    )

@@ -2,18 +2,24 @@
 
 SQLite allows one writer at a time. Rather than letting concurrent requests
 race into "database is locked", every write unit of work in this process takes
-one asyncio lock first (WAL mode keeps readers unblocked); a busy timeout covers
-writers in other processes. PostgreSQL needs neither and gets neither.
+one asyncio lock first (WAL mode keeps readers unblocked); writers in other
+processes are waited for off the event loop (see ``_LoopThreadConnection``).
+PostgreSQL needs neither and gets neither.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -22,6 +28,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+#: How long a SQLite call waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 class Database:
@@ -37,36 +46,128 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that commits once on success and rolls back on any error."""
-        if self._write_lock is None:
-            async with self.sessions() as session, session.begin():
-                yield session
-            return
-        async with self._write_lock, self.sessions() as session, session.begin():
-            yield session
+        async with self._write_lock or contextlib.nullcontext():
+            session = self.sessions()
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                await _close_shielded(session)
+                raise
+            # Committed, so the close has nothing to roll back: no I/O, nothing to
+            # shield (see _close_shielded).
+            await session.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session:
+        session = self.sessions()
+        try:
             yield session
+        finally:
+            if self.is_sqlite:
+                # SQLite calls run inline (see _LoopThreadConnection) and a rollback
+                # takes no lock, so this close never waits.
+                await session.close()
+            else:
+                await _close_shielded(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
+async def _close_shielded(session: AsyncSession) -> None:
+    """``AsyncSession``'s own exit: the close runs in a task of its own behind
+    ``asyncio.shield``, so a cancellation cannot abandon a rollback that is waiting
+    for the database. That costs two trips round the event loop, during which
+    anything else runs first (and, on SQLite, the write lock would stay held), so
+    it is kept for closes that may do I/O: after an error, or ending a PostgreSQL
+    read transaction."""
+    await session.__aexit__(None, None, None)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+class _LoopThreadConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose sqlite3 calls run on the event loop's own thread.
+
+    aiosqlite hands every call (cursor, execute, fetch, close, commit) to a worker
+    thread and back: an insert is three hops, a small unit of work a dozen, and each
+    hop is two thread wake-ups that, on a loaded two-core machine, cost more than the
+    call itself (a WAL-mode INSERT or COMMIT takes tens of microseconds). So calls run
+    inline. The one thing that may not run inline is waiting for a lock held by
+    another process: this connection's busy timeout is 0, and a call that finds the
+    database locked is retried once in a worker thread that waits the full timeout.
+    Such a call had no effect (SQLite reports the lock before doing anything), so the
+    retry is safe. (A transaction that read before another process committed cannot be
+    retried by SQLite at all and fails as it always did; ``serve`` is one process.)
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        connection = self._connection
+        if not self._running or connection is None:
+            raise ValueError("Connection closed")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+        return await asyncio.to_thread(_waiting_for_lock, connection, partial(fn, *args, **kwargs))
+
+    async def _connect(self) -> _LoopThreadConnection:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    def __await__(self) -> Any:
+        # No worker thread to start: see the class docstring.
+        return self._connect().__await__()
+
+    def stop(self) -> None:
+        self._running = False
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _waiting_for_lock(connection: sqlite3.Connection, call: Callable[[], Any]) -> Any:
+    timeout_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+    connection.execute(f"PRAGMA busy_timeout={timeout_ms}")
+    try:
+        return call()
+    finally:
+        connection.execute("PRAGMA busy_timeout=0")
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+#: JSON columns (alert areas carry polygons of a few hundred vertices) through orjson:
+#: about 9x faster to write and 3x faster to read than the standard library.
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def _create_engine(url: str, pool_size: int) -> AsyncEngine:
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
-    database = make_url(url).database
-    if database and database != ":memory:":
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, **JSON_CODEC)
+    database = make_url(url).database or ":memory:"
+    if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    connect = partial(sqlite3.connect, database, timeout=0, check_same_thread=False)
+
+    async def connection() -> _LoopThreadConnection:
+        return await _LoopThreadConnection(connect, iter_chunk_size=64)._connect()
+
+    engine = create_async_engine(url, async_creator=connection, **JSON_CODEC)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -75,6 +75,12 @@ class Alert(Base):
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     resolution_reason: Mapped[str | None] = mapped_column(String(32))
+    # Lifecycle (issue 5): when it lapses unless renewed, last change, when every
+    # operator confirmed the retraction, and when its personal data was erased.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[datetime | None]
+    fully_retracted_at: Mapped[datetime | None]
+    erased_at: Mapped[datetime | None]
 
 
 class ConsentRecord(Base):
@@ -123,6 +129,8 @@ class OutboxEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None]
+    # Set when a retraction decided this event must never be published.
+    suppressed_at: Mapped[datetime | None]
 
 
 class Delivery(Base):
@@ -144,3 +152,65 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(200))
     accepted_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # Last time a worker touched it: the reconciler re-publishes stale owed deliveries.
+    updated_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    dead_lettered_at: Mapped[datetime | None]
+    # A retraction is confirmed by a 2xx and, when the operator sends one, a receipt.
+    confirmed_at: Mapped[datetime | None]
+    receipt_status: Mapped[str | None] = mapped_column(String(16))
+    recipients: Mapped[int | None]
+
+
+class DeliveryAttempt(Base):
+    """One try at delivering one message: the timeline the delivery endpoint shows."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(80), index=True)
+    alert_id: Mapped[str] = mapped_column(String(36), index=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(24))
+    status_code: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class OperatorReceipt(Base):
+    """What an operator reported about one delivery. Deduplicated on (operator, receipt_id)."""
+
+    __tablename__ = "operator_receipts"
+    __table_args__ = (UniqueConstraint("operator", "receipt_id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    operator: Mapped[str] = mapped_column(String(64))
+    receipt_id: Mapped[str] = mapped_column(String(100))
+    webhook_id: Mapped[str] = mapped_column(String(80), index=True)
+    alert_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    recipients: Mapped[int | None]
+    reason: Mapped[str | None] = mapped_column(String(200))
+    reported_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    body_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class LinkTest(Base):
+    """One periodic signed test message to one operator, and how it went."""
+
+    __tablename__ = "link_tests"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    operator: Mapped[str] = mapped_column(String(64), index=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    webhook_id: Mapped[str] = mapped_column(String(80), unique=True)
+    requested_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None]
+    latency_ms: Mapped[float | None]
+    reason: Mapped[str | None] = mapped_column(String(200))

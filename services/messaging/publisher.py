@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -19,3 +20,16 @@ class KafkaPublisher:
             await self._producer.send(topic, value=value, key=key) for topic, key, value in messages
         ]
         await asyncio.gather(*futures)
+
+
+class KafkaDeadLetters:
+    """The workers' dead-letter sink: JSON references (no personal data) on one topic."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def publish(self, record: dict[str, object], key: str) -> None:
+        await self._producer.send_and_wait(
+            self._topic, value=json.dumps(record).encode(), key=key.encode()
+        )

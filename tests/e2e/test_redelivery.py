@@ -7,11 +7,11 @@ import time
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import update
 
 from services.db.models import Delivery
 from services.messaging.broker import EmbeddedBroker
+from services.messaging.kafka import make_consumer
 from services.messaging.topics import Topics, consumer_group
 from services.runtime import Runtime
 from services.settings import Settings
@@ -24,16 +24,12 @@ OPERATORS = ("turkcell", "turktelekom", "vodafone")
 
 async def _rewind_groups(settings: Settings, bootstrap: str) -> None:
     """Commit offset 0 for every operator group, as if nothing had been committed."""
-    topic = Topics(settings.kafka_topic_prefix).alert_events
+    topics = Topics(settings.kafka_topic_prefix)
     for operator in OPERATORS:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            group_id=consumer_group(settings.kafka_topic_prefix, operator),
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=400,
+        consumer = make_consumer(
+            settings, bootstrap, consumer_group(settings.kafka_topic_prefix, operator)
         )
+        consumer.subscribe([topics.alert_events, topics.retractions])
         await consumer.start()
         try:
             while not consumer.assignment():

@@ -29,12 +29,21 @@ class FakePublisher:
         self.published.extend(messages)
 
 
-async def _create_and_resolve(context: ServiceContext) -> str:
+async def _create(context: ServiceContext) -> str:
     created = await context.alerts.create("writer", AlertCreate.model_validate(alert_body()), None)
-    alert_id = str(created.alert.id)
+    return str(created.alert.id)
+
+
+async def _resolve(context: ServiceContext, alert_id: str) -> None:
     await context.alerts.resolve(
         "writer", alert_id, AlertResolve(reason=ResolutionReason.found_safe)
     )
+
+
+async def _create_and_resolve(context: ServiceContext) -> str:
+    """Resolved before the relay ran: its dispatches are suppressed, never published."""
+    alert_id = await _create(context)
+    await _resolve(context, alert_id)
     return alert_id
 
 
@@ -50,7 +59,7 @@ async def _unpublished(context: ServiceContext) -> int:
             await session.scalar(
                 select(func.count())
                 .select_from(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
+                .where(OutboxEvent.published_at.is_(None), OutboxEvent.suppressed_at.is_(None))
             )
             or 0
         )
@@ -60,8 +69,11 @@ async def test_fast_path_publishes_in_commit_order_and_marks(context: ServiceCon
     publisher = FakePublisher()
     relay = OutboxRelay(context.db, publisher, context.feed, sweep_grace_s=2.0)
     await relay.cycle()  # start-up catch-up: nothing there yet
-    alert_id = await _create_and_resolve(context)
-    assert len(context.feed) == 4
+    alert_id = await _create(context)
+    assert len(context.feed) == 3
+    await relay.cycle()
+    await _resolve(context, alert_id)
+    assert len(context.feed) == 1
     await relay.cycle()
     assert _types(publisher, alert_id) == ["alert.dispatch_requested"] * 3 + ["alert.retracted"]
     assert await _unpublished(context) == 0
@@ -75,17 +87,19 @@ async def test_broker_down_then_back_publishes_everything_once_in_order(
     publisher = FakePublisher()
     relay = OutboxRelay(context.db, publisher, context.feed, sweep_grace_s=2.0)
     await relay.cycle()
+    first = await _create(context)
+    await relay.cycle()
     publisher.down = True
-    first = await _create_and_resolve(context)
+    await _resolve(context, first)
     with pytest.raises(ConnectionError):
         await relay.cycle()
-    second = await _create_and_resolve(context)  # committed while the broker is down
+    second = await _create(context)  # committed while the broker is down
     publisher.down = False
     await relay.cycle()  # catch-up reads the database in id order
     await relay.cycle()
     assert _types(publisher, first) == ["alert.dispatch_requested"] * 3 + ["alert.retracted"]
-    assert _types(publisher, second) == ["alert.dispatch_requested"] * 3 + ["alert.retracted"]
-    assert len(publisher.published) == 8
+    assert _types(publisher, second) == ["alert.dispatch_requested"] * 3
+    assert len(publisher.published) == 7
     assert await _unpublished(context) == 0
 
 
@@ -93,11 +107,11 @@ async def test_sweep_leaves_fresh_rows_to_the_fast_path(context: ServiceContext)
     publisher = FakePublisher()
     relay = OutboxRelay(context.db, publisher, context.feed, sweep_grace_s=60.0)
     await relay.cycle()
-    await _create_and_resolve(context)
+    await _create(context)
     assert await relay.sweep(grace=True) == 0  # fresh: the feed owns them
     assert publisher.published == []
     await relay.cycle()
-    assert len(publisher.published) == 4
+    assert len(publisher.published) == 3
 
 
 async def test_rows_left_by_a_crash_are_published_at_start_up(context: ServiceContext) -> None:
@@ -106,5 +120,6 @@ async def test_rows_left_by_a_crash_are_published_at_start_up(context: ServiceCo
     publisher = FakePublisher()
     relay = OutboxRelay(context.db, publisher, context.feed, sweep_grace_s=2.0)
     await relay.cycle()
-    assert _types(publisher, alert_id) == ["alert.dispatch_requested"] * 3 + ["alert.retracted"]
+    # The dispatches were suppressed by the resolve: the sweep skips them for good.
+    assert _types(publisher, alert_id) == ["alert.retracted"]
     assert await _unpublished(context) == 0

@@ -19,7 +19,11 @@ def _production(**overrides: object) -> Settings:
             ApiKeyConfig(client_id="cs", key_sha256=hash_api_key("k" * 40), scopes=["alerts:write"])
         ],
         "operators": {
-            "turkcell": {"endpoint_url": "https://t.example/hook", "signing_secret": REAL_SECRET}
+            "turkcell": {
+                "endpoint_url": "https://t.example/hook",
+                "signing_secret": REAL_SECRET,
+                "receipt_key_sha256": hash_api_key("r" * 40),
+            }
         },
     }
     values.update(overrides)
@@ -59,6 +63,17 @@ def test_a_valid_production_configuration_loads() -> None:
             "development API key",
         ),
         ({"operators": {"turkcell": {"signing_secret": REAL_SECRET}}}, "endpoint_url"),
+        (
+            {
+                "operators": {
+                    "turkcell": {
+                        "endpoint_url": "https://t.example/hook",
+                        "signing_secret": REAL_SECRET,
+                    }
+                }
+            },
+            "receipt_key_sha256",
+        ),
         ({"operators": {"turkcell": {"endpoint_url": "https://t.example/hook"}}}, "signing_secret"),
         ({"operators": {"Bad Name": {}}}, "lower-case identifier"),
     ],

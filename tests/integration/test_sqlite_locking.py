@@ -1,0 +1,69 @@
+"""SQLite calls run on the event loop thread, but waiting for another process's lock never does."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from services.db.engine import Database
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _database(path: Path) -> Database:
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    async with db.write() as session:
+        await session.execute(text("CREATE TABLE t (x INTEGER)"))
+    return db
+
+
+async def test_a_write_waits_off_the_loop_while_another_connection_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    db = await _database(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+
+        async def write() -> None:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t VALUES (2)"))
+
+        writer = asyncio.create_task(write())
+        ticks = 0
+        for _ in range(5):  # the loop keeps running while the writer waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 5
+        assert not writer.done(), "the write must wait for the lock, not fail"
+        other.execute("COMMIT")
+        await asyncio.wait_for(writer, 10)
+        async with db.read() as session:
+            values = sorted((await session.scalars(text("SELECT x FROM t"))).all())
+        assert values == [1, 2]
+    finally:
+        other.close()
+        await db.dispose()
+
+
+async def test_a_read_is_not_blocked_by_another_connections_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = await _database(path)
+    async with db.write() as session:
+        await session.execute(text("INSERT INTO t VALUES (1)"))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (2)")
+        async with db.read() as session:  # WAL: readers see the last commit, without waiting
+            assert (await session.scalars(text("SELECT x FROM t"))).all() == [1]
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        await db.dispose()
