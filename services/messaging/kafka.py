@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,28 +16,73 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TopicCheck:
+    """What one look at the broker found: which broker it is, and what had to be made."""
+
+    cluster_id: str
+    created: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.created and not self.recreated
+
+
 async def ensure_topics(
-    bootstrap: str, topics: Topics, partitions: int, replication: int
-) -> list[str]:
-    """Create our topics explicitly: the embedded broker does not auto-create them.
-    Returns the topics it had to create (after a broker restart: all of them)."""
+    bootstrap: str,
+    topics: Topics,
+    partitions: int,
+    replication: int,
+    known_cluster_id: str | None = None,
+    repair: bool = False,
+) -> TopicCheck:
+    """Create our topics explicitly, with our partition count.
+
+    A broker that auto-creates topics (the embedded one does, on any client's
+    metadata request) gives them its default partition count, and the dispatch and
+    retraction lanes must have the same count to stay co-partitioned. After a
+    broker restart (a cluster id other than ``known_cluster_id``, or ``repair`` while
+    the caller is still settling a restart) such a topic holds nothing the database
+    does not: it is deleted and created again, and the reconciler re-publishes what
+    is owed. On a broker we have not seen restart, a wrong count is only reported;
+    deleting would lose records."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        cluster_id = str((await admin.describe_cluster())["cluster_id"])
+        restarted = repair or (known_cluster_id is not None and cluster_id != known_cluster_id)
         existing = set(await admin.list_topics())
-        missing = [t for t in topics.all() if t not in existing]
-        if missing:
+        ours = topics.all()
+        present = [t for t in ours if t in existing]
+        mismatched = []
+        if present:
+            for described in await admin.describe_topics(present):
+                if len(described["partitions"]) != partitions:
+                    mismatched.append(str(described["topic"]))
+        recreated = mismatched if restarted else []
+        if mismatched and not restarted:
+            log.warning(
+                "topic partition count differs from the configuration",
+                extra={"topics": mismatched, "partitions": partitions},
+            )
+        if recreated:
+            await admin.delete_topics(recreated)
+            log.warning("auto-created topics deleted to be re-created", extra={"topics": recreated})
+        missing = [t for t in ours if t not in existing]
+        to_create = missing + recreated
+        if to_create:
             try:
                 await admin.create_topics(
                     [
                         NewTopic(t, num_partitions=partitions, replication_factor=replication)
-                        for t in missing
+                        for t in to_create
                     ]
                 )
             except TopicAlreadyExistsError:
                 pass
-            log.info("topics created", extra={"topics": missing, "partitions": partitions})
-        return missing
+            log.info("topics created", extra={"topics": to_create, "partitions": partitions})
+        return TopicCheck(cluster_id, missing, recreated)
     finally:
         await admin.close()
 
