@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
+from operator_adapters.priority import RetractionPriority
 from operator_adapters.resilience import BreakerOpen, CircuitBreaker, RateLimiter, RetryPolicy
 from schemas.alerts import DeliveryStatus
 from schemas.events import (
@@ -70,8 +71,11 @@ log = logging.getLogger(__name__)
 
 EVENT: TypeAdapter[AlertEvent] = TypeAdapter(AlertEvent)
 REMEMBERED = 100_000
-PAUSE_ABOVE = 1000  # unfinished records per partition before it is paused
-RESUME_BELOW = 200
+# Unfinished records per partition before it is paused. Low: every fetched record is
+# parsed and becomes a task on the loop a retraction must get through.
+PAUSE_ABOVE = 200
+RESUME_BELOW = 50
+MAX_RECORDS_PER_POLL = 100  # one poll's parsing is one uninterrupted stretch of the loop
 
 
 def parse_event(value: bytes | None) -> AlertEvent | None:
@@ -116,6 +120,7 @@ class _Job:
     tp: TopicPartition
     offset: int
     check_database: bool
+    holding: bool = False  # a retraction holding dispatches back (see priority.py)
 
 
 class PartitionProgress:
@@ -164,8 +169,11 @@ class AdapterWorker:
         dispatch_topic: str,
         retraction_topic: str,
         dead_letters: DeadLetterSink,
+        priority: RetractionPriority | None = None,
     ) -> None:
         self.operator = adapter.operator
+        self._priority = priority or RetractionPriority()
+        self._retraction_topic = retraction_topic
         self._adapter = adapter
         self._consumer = consumer
         self._recorder = recorder
@@ -205,7 +213,9 @@ class AdapterWorker:
         await self._consumer.start()
         try:
             while True:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                batch = await self._consumer.getmany(
+                    timeout_ms=200, max_records=MAX_RECORDS_PER_POLL
+                )
                 if self._consumer.assignment():
                     self.ready.set()
                 records = [r for rs in batch.values() for r in rs]
@@ -266,6 +276,9 @@ class AdapterWorker:
 
     async def _schedule(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         jobs: list[_Job] = []
+        # Retraction-lane records first (stable: each partition stays in offset order),
+        # so their tasks are the first to run.
+        records = sorted(records, key=lambda r: r.topic != self._retraction_topic)
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             progress = self._progress.setdefault(tp, PartitionProgress())
@@ -338,6 +351,9 @@ class AdapterWorker:
 
     def _start(self, job: _Job) -> None:
         lane = "retraction" if job.kind == "retraction" else "dispatch"
+        if job.kind == "retraction":
+            self._priority.begin()
+            job.holding = True
         previous = self._tails.get((lane, job.key))
         task = asyncio.create_task(self._run_job(job, previous))
         self._tails[(lane, job.key)] = task
@@ -351,27 +367,35 @@ class AdapterWorker:
         task.add_done_callback(done)
 
     async def _run_job(self, job: _Job, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        if job.webhook_id in self._delivered:  # a duplicate record right behind its twin
-            self._done(job)
-            return
         try:
-            if job.kind == "link_test":
-                await self._link_test(job)
-            elif job.kind == "retraction":
-                await self._retraction(job)
-            else:
-                await self._dispatch(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug must not stall the partition's commits
-            log.exception(
-                "delivery job crashed",
-                extra={"operator": self.operator, "webhook_id": job.webhook_id},
-            )
-            return  # offset stays uncommitted: the record is read again after a restart
-        self._done(job)
+            if previous is not None:
+                await asyncio.wait([previous])
+            if job.webhook_id in self._delivered:  # a duplicate record right behind its twin
+                self._done(job)
+                return
+            try:
+                if job.kind == "link_test":
+                    await self._link_test(job)
+                elif job.kind == "retraction":
+                    await self._retraction(job)
+                else:
+                    await self._dispatch(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stall the partition's commits
+                log.exception(
+                    "delivery job crashed",
+                    extra={"operator": self.operator, "webhook_id": job.webhook_id},
+                )
+                return  # offset stays uncommitted: the record is read again after a restart
+            self._done(job)
+        finally:
+            self._release(job)
+
+    def _release(self, job: _Job) -> None:
+        if job.holding:
+            job.holding = False
+            self._priority.end()
 
     def _done(self, job: _Job) -> None:
         progress = self._progress.get(job.tp)
@@ -465,6 +489,7 @@ class AdapterWorker:
                 return _Result(DeliveryStatus.suppressed, count, None, "superseded", unwritten)
             count += 1
             error = await self._attempt(job, message, count, unwritten)
+            self._release(job)  # a retraction's first answer: dispatches may go again
             if error is SUPERSEDED:
                 count -= 1
                 continue  # the check at the top records it suppressed
@@ -510,6 +535,8 @@ class AdapterWorker:
     ) -> _Failure | None:
         """One try, under the operator's concurrency, rate and breaker; None on 2xx."""
         retraction = job.kind == "retraction"
+        if job.kind in ("dispatch", "update"):
+            await self._priority.dispatch_turn()
         async with self._retraction_slots if retraction else self._slots:
             if not retraction:
                 await self._rate.acquire()

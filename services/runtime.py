@@ -195,6 +195,7 @@ class Runtime:
         log.warning("adapter workers restarted", extra={"workers": len(self.workers)})
 
     async def _start_workers(self, db: Database, topics: Topics) -> None:
+        from operator_adapters.priority import RetractionPriority
         from operator_adapters.registry import build_adapter, discover
         from operator_adapters.worker import AdapterWorker
 
@@ -210,6 +211,7 @@ class Runtime:
         recorder = DeliveryRecorder(db)
         assert self._producer is not None
         dead_letters = KafkaDeadLetters(self._producer, topics.dead_letters)
+        priority = RetractionPriority()  # one per process: the workers share its loop
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
             adapter = build_adapter(name, config, self._http, available)
@@ -226,6 +228,7 @@ class Runtime:
                 dispatch_topic=topics.alert_events,
                 retraction_topic=topics.retractions,
                 dead_letters=dead_letters,
+                priority=priority,
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"adapter:{name}")
