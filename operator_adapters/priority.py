@@ -2,50 +2,91 @@
 
 The retraction lane is separate in Kafka, but in the end both lanes share this
 process's event loop, CPU and connections. With a dispatch backlog the loop is
-busy rendering, signing and sending dispatches, and a fetched retraction waits its
-turn behind them. So a retraction, from the moment it is fetched until its first
-attempt has an answer, holds every new dispatch attempt in the process back (those
-already on the wire finish). A missing child who has been found matters more than
+busy rendering, signing and sending dispatches, and a retraction waits its turn
+behind them. So a retraction holds new dispatch attempts in this process back:
+from the moment the API here commits it (``expect``) until every worker here has
+fetched it, and from each worker's fetch (``begin``) until its first attempt has
+an answer (``end``). Dispatches already on the wire finish; a dispatch that holds
+a concurrency slot waits in it, so only a handful of tasks wait here and the end
+of a hold wakes only those. A missing child who has been found matters more than
 the next alert's throughput.
 
-The hold is bounded: a retraction whose operator hangs must not stop every other
-operator's alerts, so a dispatch waits at most ``max_hold_s`` before it goes anyway.
+Every hold is bounded: a retraction whose operator hangs must not stop every
+other operator's alerts, so each holds for at most ``max_hold_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+from collections.abc import Callable
 
 
 class RetractionPriority:
-    """Shared by the adapter workers of one process."""
+    """Shared by the adapter workers of one process.
 
-    def __init__(self, max_hold_s: float = 1.0) -> None:
+    Each retraction holds dispatches back for at most ``max_hold_s`` from the moment
+    it was fetched; a stream of retractions (a mass resolve) holds them for as long
+    as it lasts, since each one is short. Dispatches that waited then go through
+    their operator's concurrency slots as before."""
+
+    def __init__(
+        self, max_hold_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max_hold_s = max_hold_s
-        self._pending = 0
-        self._clear = asyncio.Event()
-        self._clear.set()
+        self._clock = clock
+        self._holds: dict[int, float] = {}  # token -> until when it holds
+        self._tokens = itertools.count()
+        self._released = asyncio.Event()
+        # alert id -> [token, fetches still to come]: held until every worker fetched it
+        self._expected: dict[str, list[int]] = {}
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return len(self._holds)
 
-    def begin(self) -> None:
-        """A retraction was fetched and will be sent."""
-        self._pending += 1
-        self._clear.clear()
+    def begin(self, hold_s: float | None = None) -> int:
+        """A retraction was fetched and will be sent; returns its token for ``end``."""
+        token = next(self._tokens)
+        self._holds[token] = self._clock() + (self._max_hold_s if hold_s is None else hold_s)
+        return token
 
-    def end(self) -> None:
+    def expect(self, alert_id: str, fetches: int, hold_s: float = 0.5) -> None:
+        """A retraction was decided in this process: hold dispatches already, while the
+        relay publishes it and the ``fetches`` workers here fetch it (each takes over
+        with ``begin``)."""
+        previous = self._expected.pop(alert_id, None)
+        if previous is not None:
+            self.end(previous[0])
+        if fetches > 0:
+            self._expected[alert_id] = [self.begin(hold_s), fetches]
+
+    def fetched(self, alert_id: str) -> None:
+        """A worker has fetched the alert's retraction and holds dispatches itself."""
+        expected = self._expected.get(alert_id)
+        if expected is None:
+            return
+        expected[1] -= 1
+        if expected[1] <= 0:
+            del self._expected[alert_id]
+            self.end(expected[0])
+
+    def end(self, token: int) -> None:
         """Its first attempt has an answer (or it turned out not to be owed)."""
-        self._pending = max(0, self._pending - 1)
-        if self._pending == 0:
-            self._clear.set()
+        self._holds.pop(token, None)
+        if not self._holds:
+            self._released.set()
 
     async def dispatch_turn(self) -> None:
-        """Wait while retractions are pending, at most ``max_hold_s``."""
-        if self._clear.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._clear.wait(), self._max_hold_s)
-        except TimeoutError:
-            pass
+        """Wait while a retraction holds dispatches back."""
+        while self._holds:
+            until = max(self._holds.values())
+            remaining = until - self._clock()
+            if remaining <= 0:
+                return
+            self._released.clear()
+            try:
+                await asyncio.wait_for(self._released.wait(), remaining)
+            except TimeoutError:
+                pass

@@ -30,6 +30,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -120,7 +121,7 @@ class _Job:
     tp: TopicPartition
     offset: int
     check_database: bool
-    holding: bool = False  # a retraction holding dispatches back (see priority.py)
+    hold: int | None = None  # a retraction holding dispatches back (see priority.py)
 
 
 class PartitionProgress:
@@ -213,12 +214,7 @@ class AdapterWorker:
         await self._consumer.start()
         try:
             while True:
-                batch = await self._consumer.getmany(
-                    timeout_ms=200, max_records=MAX_RECORDS_PER_POLL
-                )
-                if self._consumer.assignment():
-                    self.ready.set()
-                records = [r for rs in batch.values() for r in rs]
+                records = await self._poll()
                 if records:
                     await self._schedule(records)
                 await self._commit()
@@ -229,6 +225,20 @@ class AdapterWorker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._recorder.stop()
             await self._consumer.stop()
+
+    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
+        """Fetched retractions first, whatever else is buffered: the consumer hands out
+        buffered partitions in the order they were fetched, so a retraction would
+        otherwise wait behind every dispatch fetched before it."""
+        assignment = self._consumer.assignment()
+        if assignment:
+            self.ready.set()
+        lane = [tp for tp in assignment if tp.topic == self._retraction_topic]
+        urgent = await self._consumer.getmany(*lane, timeout_ms=0) if lane else {}
+        batch = await self._consumer.getmany(
+            timeout_ms=0 if urgent else 200, max_records=MAX_RECORDS_PER_POLL
+        )
+        return [r for rs in (*urgent.values(), *batch.values()) for r in rs]
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         if partitions:
@@ -352,8 +362,8 @@ class AdapterWorker:
     def _start(self, job: _Job) -> None:
         lane = "retraction" if job.kind == "retraction" else "dispatch"
         if job.kind == "retraction":
-            self._priority.begin()
-            job.holding = True
+            job.hold = self._priority.begin()
+            self._priority.fetched(job.key)
         previous = self._tails.get((lane, job.key))
         task = asyncio.create_task(self._run_job(job, previous))
         self._tails[(lane, job.key)] = task
@@ -393,9 +403,9 @@ class AdapterWorker:
             self._release(job)
 
     def _release(self, job: _Job) -> None:
-        if job.holding:
-            job.holding = False
-            self._priority.end()
+        if job.hold is not None:
+            self._priority.end(job.hold)
+            job.hold = None
 
     def _done(self, job: _Job) -> None:
         progress = self._progress.get(job.tp)
@@ -407,11 +417,11 @@ class AdapterWorker:
     async def _dispatch(self, job: _Job) -> None:
         event = job.event
         if isinstance(event, AlertUpdated):
-            message = self._adapter.render_update(event)
+            render: Callable[[], RenderedMessage] = partial(self._adapter.render_update, event)
         else:
             assert isinstance(event, DispatchRequested)
-            message = self._adapter.render_dispatch(event)
-        result = await self._send(job, message, self._policy.dispatch_retry)
+            render = partial(self._adapter.render_dispatch, event)
+        result = await self._send(job, _Lazy(render), self._policy.dispatch_retry)
         if result.status is DeliveryStatus.delivered:
             _raise(self._sent, job.key, job.version)
         await self._finish(job, result)
@@ -422,7 +432,7 @@ class AdapterWorker:
         if not await self._retraction_owed(job, event):
             await self._finish(job, _Result(DeliveryStatus.suppressed, 0, None, "not owed", []))
             return
-        message = self._adapter.render_retraction(event)
+        message = _Lazy(partial(self._adapter.render_retraction, event))
         result = await self._send(job, message, self._policy.retraction_retry)
         await self._finish(job, result)
 
@@ -444,7 +454,7 @@ class AdapterWorker:
         assert isinstance(event, LinkTestRequested)
         started = time.monotonic()
         result = await self._send(
-            job, self._adapter.render_link_test(event), self._policy.link_test_retry
+            job, _Lazy(partial(self._adapter.render_link_test, event)), self._policy.link_test_retry
         )
         ok = result.status is DeliveryStatus.delivered
         latency_ms = (time.monotonic() - started) * 1000 if ok else None
@@ -479,7 +489,7 @@ class AdapterWorker:
             or self._sent.get(job.key, 0) > job.version
         )
 
-    async def _send(self, job: _Job, message: RenderedMessage, retry: RetryPolicy) -> _Result:
+    async def _send(self, job: _Job, message: _Lazy, retry: RetryPolicy) -> _Result:
         started = time.monotonic()
         unwritten: list[AttemptRecord] = []  # attempts not yet handed to the recorder
         count = 0
@@ -531,13 +541,15 @@ class AdapterWorker:
             await self._backoff(job, delay)
 
     async def _attempt(
-        self, job: _Job, message: RenderedMessage, number: int, log_to: list[AttemptRecord]
+        self, job: _Job, message: _Lazy, number: int, log_to: list[AttemptRecord]
     ) -> _Failure | None:
         """One try, under the operator's concurrency, rate and breaker; None on 2xx."""
         retraction = job.kind == "retraction"
-        if job.kind in ("dispatch", "update"):
-            await self._priority.dispatch_turn()
         async with self._retraction_slots if retraction else self._slots:
+            if job.kind in ("dispatch", "update"):
+                # Inside the slot: only the few dispatches that hold one wait here, so a
+                # retraction's answer wakes a handful of tasks, not the whole backlog.
+                await self._priority.dispatch_turn()
             if not retraction:
                 await self._rate.acquire()
             # The alert's lock is held only around the HTTP call itself: a retraction
@@ -556,7 +568,7 @@ class AdapterWorker:
                     return _Failure("circuit open", None, exc.retry_in_s, retriable=True)
                 failure: DeliveryError | None = None
                 try:
-                    receipt = await self._adapter.deliver(job.webhook_id, message)
+                    receipt = await self._adapter.deliver(job.webhook_id, message.get())
                 except DeliveryError as exc:
                     failure = exc
         if failure is not None:
@@ -677,6 +689,25 @@ class AdapterWorker:
             "dead_lettered_at": now.isoformat(),
         }
         await _retry_forever(lambda: self._dead_letters.publish(record, job.key), "dead letter")
+
+
+class _Lazy:
+    """A message rendered on its first attempt, inside a concurrency slot: rendering a
+    dispatch (CAP XML, cell lists) is most of its CPU, and a backlog's queued records
+    must not all be rendered up front, nor those a retraction supersedes at all."""
+
+    __slots__ = ("_message", "_render")
+
+    def __init__(self, render: Callable[[], RenderedMessage]) -> None:
+        self._render: Callable[[], RenderedMessage] | None = render
+        self._message: RenderedMessage | None = None
+
+    def get(self) -> RenderedMessage:
+        if self._message is None:
+            assert self._render is not None
+            self._message = self._render()
+            self._render = None
+        return self._message
 
 
 @dataclass(frozen=True, slots=True)

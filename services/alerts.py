@@ -224,10 +224,13 @@ class AlertService:
                 and alert.resolution_reason != body.reason.value
             ):
                 await insert_all(session, [_consent_withdrawn_entry(alert.id, client_id, now)])
-            read = await _read_in(session, alert)
         if not already:
+            # Handed to the relay before the answer is read: the operators' retraction
+            # must not wait for the case system's response body.
             self._on_commit(events)
             ALERTS_RESOLVED.labels(body.reason.value).inc()
+        async with self._db.read() as session:
+            read = await _read_in(session, alert)
         return ResolveOutcome(alert=read, already_resolved=already)
 
     async def statistics(self) -> AlertStatistics:

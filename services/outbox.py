@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,10 +44,20 @@ class OutboxFeed:
         self._suppressed: OrderedDict[str, None] = OrderedDict()
         self._event = asyncio.Event()
         self._external = False
+        self._watchers: list[Callable[[PendingEvent], None]] = []
+
+    def watch(self, watcher: Callable[[PendingEvent], None]) -> None:
+        """Also tell ``watcher`` of each committed event (the runtime uses it to give a
+        retraction decided in this process priority before the relay has published it)."""
+        self._watchers.append(watcher)
 
     def committed(self, events: Iterable[PendingEvent]) -> None:
         if self._suppressed:
             events = [e for e in events if e.event_id not in self._suppressed]
+        events = list(events)
+        for watcher in self._watchers:
+            for event in events:
+                watcher(event)
         self._queue.extend(events)
         self._event.set()
 

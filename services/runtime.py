@@ -27,6 +27,7 @@ from services.messaging.broker import EmbeddedBroker
 from services.messaging.kafka import ensure_topics, make_consumer, make_producer
 from services.messaging.publisher import KafkaDeadLetters, KafkaPublisher
 from services.messaging.topics import Topics, consumer_group
+from services.outbox import PendingEvent
 from services.outbox_listener import listen
 from services.reconciler import Reconciler
 from services.relay import OutboxRelay
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import uvicorn
     from aiokafka import AIOKafkaProducer
 
+    from operator_adapters.priority import RetractionPriority
     from operator_adapters.worker import AdapterWorker, WorkerPolicy
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ class Runtime:
     reconciler: Reconciler | None = None
     link_tests: LinkTestScheduler | None = None
     _producer: AIOKafkaProducer | None = None
-    _http: httpx.AsyncClient | None = None
+    _http: list[httpx.AsyncClient] = field(default_factory=list)  # one per operator
+    _priority: RetractionPriority | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _restarting: set[asyncio.Task[None]] = field(default_factory=set)
     _cluster_id: str = ""  # the broker's, as last seen: a new one means it restarted
@@ -189,13 +192,11 @@ class Runtime:
         await asyncio.gather(*old, return_exceptions=True)
         self._tasks = [t for t in self._tasks if t not in old]
         self.workers.clear()
-        if self._http is not None:
-            await self._http.aclose()
+        await self._close_http()
         await self._start_workers(db, topics)
         log.warning("adapter workers restarted", extra={"workers": len(self.workers)})
 
     async def _start_workers(self, db: Database, topics: Topics) -> None:
-        from operator_adapters.priority import RetractionPriority
         from operator_adapters.registry import build_adapter, discover
         from operator_adapters.worker import AdapterWorker
 
@@ -204,17 +205,14 @@ class Runtime:
         names = list(enabled) if self.parts.operators is None else list(self.parts.operators)
         if not names:
             return
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        )
         available = discover()
         recorder = DeliveryRecorder(db)
         assert self._producer is not None
         dead_letters = KafkaDeadLetters(self._producer, topics.dead_letters)
-        priority = RetractionPriority()  # one per process: the workers share its loop
+        priority = self._retraction_priority(topics)
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
-            adapter = build_adapter(name, config, self._http, available)
+            adapter = build_adapter(name, config, self._operator_http(config), available)
             consumer = make_consumer(
                 self.settings,
                 self.bootstrap,
@@ -232,6 +230,40 @@ class Runtime:
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"adapter:{name}")
+
+    def _retraction_priority(self, topics: Topics) -> RetractionPriority:
+        """One per process, kept across worker restarts: the workers share the loop.
+        With the API here too, a resolve holds dispatches from the moment it commits."""
+        from operator_adapters.priority import RetractionPriority
+
+        if self._priority is None:
+            priority = self._priority = RetractionPriority()
+            if self.context is not None and self.parts.api:
+                retractions = topics.retractions
+
+                def expect(event: PendingEvent) -> None:
+                    if event.topic == retractions:
+                        priority.expect(event.key.decode(), fetches=len(self.workers))
+
+                self.context.feed.watch(expect)
+        return self._priority
+
+    def _operator_http(self, config: OperatorConfig) -> httpx.AsyncClient:
+        """A connection pool per operator (a bulkhead): one operator's slow endpoint
+        cannot take another's connections, and a small pool is cheap to search (httpx
+        scans every pooled connection for each request it assigns). Sized for the
+        worker's dispatch slots plus its retraction slots."""
+        size = 2 * config.concurrency + 1
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        )
+        self._http.append(client)
+        return client
+
+    async def _close_http(self) -> None:
+        clients, self._http = self._http, []
+        for client in clients:
+            await client.aclose()
 
     def _with_simulator_endpoint(self, name: str, config: OperatorConfig) -> OperatorConfig:
         if config.endpoint_url is not None or not self.settings.simulator_enabled:
@@ -295,8 +327,7 @@ class Runtime:
         self._tasks.clear()
         if self._producer is not None:
             await self._producer.stop()
-        if self._http is not None:
-            await self._http.aclose()
+        await self._close_http()
         if self.context is not None:
             await self.context.close()
         if self.broker is not None:

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1)
     kafka_fetch_max_wait_ms: int = Field(default=2, ge=0, le=5000)
+    #: Small fetches: a fetch is one round trip for every assigned partition, and a
+    #: retraction's partition waits for the whole response; megabytes of queued
+    #: dispatches in one response would hold it back.
+    kafka_max_partition_fetch_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     kafka_session_timeout_ms: int | None = Field(default=None, ge=1000, le=300000)
 
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)

@@ -14,38 +14,75 @@ pytestmark = pytest.mark.asyncio
 
 async def test_dispatches_go_at_once_when_no_retraction_is_pending() -> None:
     priority = RetractionPriority(max_hold_s=5)
-    started = time.monotonic()
-    await priority.dispatch_turn()
-    assert time.monotonic() - started < 1
+    await asyncio.wait_for(priority.dispatch_turn(), 0.5)
 
 
 async def test_a_pending_retraction_holds_dispatches_until_it_has_an_answer() -> None:
     priority = RetractionPriority(max_hold_s=5)
-    priority.begin()
-    priority.begin()
+    first, second = priority.begin(), priority.begin()
     waiting = asyncio.create_task(priority.dispatch_turn())
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    priority.end()
+    priority.end(first)
     await asyncio.sleep(0.05)
     assert not waiting.done(), "one retraction is still pending"
-    priority.end()
+    priority.end(second)
     await asyncio.wait_for(waiting, 1)
     assert priority.pending == 0
 
 
 async def test_a_retraction_that_hangs_holds_dispatches_back_only_for_the_maximum() -> None:
     priority = RetractionPriority(max_hold_s=0.1)
-    priority.begin()
+    priority.begin()  # never ends
     started = time.monotonic()
     await asyncio.wait_for(priority.dispatch_turn(), 2)
     assert 0.09 <= time.monotonic() - started < 2
+    # Past its hold, a hung retraction no longer delays anyone.
+    await asyncio.wait_for(priority.dispatch_turn(), 0.05)
 
 
-async def test_ending_more_often_than_beginning_never_blocks_later_dispatches() -> None:
-    priority = RetractionPriority(max_hold_s=5)
-    priority.end()
+async def test_a_later_retraction_extends_the_hold_to_its_own_maximum() -> None:
+    priority = RetractionPriority(max_hold_s=0.2)
     priority.begin()
-    priority.end()
-    await asyncio.wait_for(priority.dispatch_turn(), 1)
+    waiting = asyncio.create_task(priority.dispatch_turn())
+    await asyncio.sleep(0.1)
+    later = priority.begin()  # holds until 0.3 s
+    await asyncio.sleep(0.15)  # 0.25 s: the first hold is over, the later one is not
+    assert not waiting.done()
+    priority.end(later)
+    await asyncio.wait_for(waiting, 0.5)
+
+
+async def test_ending_a_token_twice_is_harmless() -> None:
+    priority = RetractionPriority(max_hold_s=5)
+    token = priority.begin()
+    priority.end(token)
+    priority.end(token)
+    await asyncio.wait_for(priority.dispatch_turn(), 0.5)
     assert priority.pending == 0
+
+
+async def test_a_decided_retraction_holds_until_every_worker_here_has_fetched_it() -> None:
+    priority = RetractionPriority(max_hold_s=5)
+    priority.expect("alert-1", fetches=3, hold_s=5)
+    waiting = asyncio.create_task(priority.dispatch_turn())
+    for _ in range(2):
+        token = priority.begin()  # a worker fetched it and holds on its own
+        priority.fetched("alert-1")
+        priority.end(token)  # ... and had its answer
+        await asyncio.sleep(0.02)
+        assert not waiting.done(), "a worker has not fetched it yet"
+    token = priority.begin()
+    priority.fetched("alert-1")
+    priority.end(token)
+    await asyncio.wait_for(waiting, 1)
+    assert priority.pending == 0
+
+
+async def test_a_decided_retraction_that_is_never_fetched_stops_holding_after_its_hold() -> None:
+    priority = RetractionPriority(max_hold_s=5)
+    priority.expect("alert-1", fetches=3, hold_s=0.1)
+    await asyncio.wait_for(priority.dispatch_turn(), 2)
+    priority.fetched("alert-1")  # late: harmless
+    priority.fetched("unknown")
+    assert priority.pending <= 1
