@@ -12,7 +12,9 @@ of a hold wakes only those. A missing child who has been found matters more than
 the next alert's throughput.
 
 Every hold is bounded: a retraction whose operator hangs must not stop every
-other operator's alerts, so each holds for at most ``max_hold_s``.
+other operator's alerts, so each holds for at most ``max_hold_s``. And a dispatch
+waits at most ``max_wait_s`` in all, however many retractions follow one another
+(a mass resolve must not starve a new alert).
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ class RetractionPriority:
     their operator's concurrency slots as before."""
 
     def __init__(
-        self, max_hold_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        max_hold_s: float = 1.0,
+        max_wait_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_hold_s = max_hold_s
+        self._max_wait_s = max_wait_s
         self._clock = clock
         self._holds: dict[int, float] = {}  # token -> until when it holds
         self._tokens = itertools.count()
@@ -79,9 +85,10 @@ class RetractionPriority:
             self._released.set()
 
     async def dispatch_turn(self) -> None:
-        """Wait while a retraction holds dispatches back."""
+        """Wait while a retraction holds dispatches back, at most ``max_wait_s``."""
+        give_up = self._clock() + self._max_wait_s
         while self._holds:
-            until = max(self._holds.values())
+            until = min(max(self._holds.values()), give_up)
             remaining = until - self._clock()
             if remaining <= 0:
                 return

@@ -302,6 +302,9 @@ class AdapterWorker:
                 # A partial retraction (narrowed area) only concerns the operators it lists.
                 event = job.event
                 assert isinstance(event, AlertRetracted)
+                # Every fetched retraction ends the API's early hold for this worker (one
+                # this worker then sends holds on its own, from ``_start``).
+                self._priority.fetched(job.key)
                 if event.partial and self.operator not in event.operators:
                     progress.finished(record.offset)
                     continue
@@ -363,7 +366,6 @@ class AdapterWorker:
         lane = "retraction" if job.kind == "retraction" else "dispatch"
         if job.kind == "retraction":
             job.hold = self._priority.begin()
-            self._priority.fetched(job.key)
         previous = self._tails.get((lane, job.key))
         task = asyncio.create_task(self._run_job(job, previous))
         self._tails[(lane, job.key)] = task

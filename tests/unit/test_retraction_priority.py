@@ -13,12 +13,12 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_dispatches_go_at_once_when_no_retraction_is_pending() -> None:
-    priority = RetractionPriority(max_hold_s=5)
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=5)
     await asyncio.wait_for(priority.dispatch_turn(), 0.5)
 
 
 async def test_a_pending_retraction_holds_dispatches_until_it_has_an_answer() -> None:
-    priority = RetractionPriority(max_hold_s=5)
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=5)
     first, second = priority.begin(), priority.begin()
     waiting = asyncio.create_task(priority.dispatch_turn())
     await asyncio.sleep(0.05)
@@ -32,7 +32,7 @@ async def test_a_pending_retraction_holds_dispatches_until_it_has_an_answer() ->
 
 
 async def test_a_retraction_that_hangs_holds_dispatches_back_only_for_the_maximum() -> None:
-    priority = RetractionPriority(max_hold_s=0.1)
+    priority = RetractionPriority(max_hold_s=0.1, max_wait_s=5)
     priority.begin()  # never ends
     started = time.monotonic()
     await asyncio.wait_for(priority.dispatch_turn(), 2)
@@ -42,7 +42,7 @@ async def test_a_retraction_that_hangs_holds_dispatches_back_only_for_the_maximu
 
 
 async def test_a_later_retraction_extends_the_hold_to_its_own_maximum() -> None:
-    priority = RetractionPriority(max_hold_s=0.2)
+    priority = RetractionPriority(max_hold_s=0.2, max_wait_s=5)
     priority.begin()
     waiting = asyncio.create_task(priority.dispatch_turn())
     await asyncio.sleep(0.1)
@@ -54,7 +54,7 @@ async def test_a_later_retraction_extends_the_hold_to_its_own_maximum() -> None:
 
 
 async def test_ending_a_token_twice_is_harmless() -> None:
-    priority = RetractionPriority(max_hold_s=5)
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=5)
     token = priority.begin()
     priority.end(token)
     priority.end(token)
@@ -63,7 +63,7 @@ async def test_ending_a_token_twice_is_harmless() -> None:
 
 
 async def test_a_decided_retraction_holds_until_every_worker_here_has_fetched_it() -> None:
-    priority = RetractionPriority(max_hold_s=5)
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=5)
     priority.expect("alert-1", fetches=3, hold_s=5)
     waiting = asyncio.create_task(priority.dispatch_turn())
     for _ in range(2):
@@ -80,9 +80,23 @@ async def test_a_decided_retraction_holds_until_every_worker_here_has_fetched_it
 
 
 async def test_a_decided_retraction_that_is_never_fetched_stops_holding_after_its_hold() -> None:
-    priority = RetractionPriority(max_hold_s=5)
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=5)
     priority.expect("alert-1", fetches=3, hold_s=0.1)
     await asyncio.wait_for(priority.dispatch_turn(), 2)
     priority.fetched("alert-1")  # late: harmless
     priority.fetched("unknown")
     assert priority.pending <= 1
+
+
+async def test_a_stream_of_retractions_never_holds_one_dispatch_longer_than_its_wait() -> None:
+    priority = RetractionPriority(max_hold_s=5, max_wait_s=0.1)
+    priority.begin()
+    waiting = asyncio.create_task(priority.dispatch_turn())
+    started = time.monotonic()
+    for _ in range(10):  # a new retraction every 30 ms, each holding for 5 s
+        await asyncio.sleep(0.03)
+        priority.begin()
+        if waiting.done():
+            break
+    await asyncio.wait_for(waiting, 1)
+    assert time.monotonic() - started < 0.3
