@@ -54,9 +54,22 @@ class RetractionPriority:
 
     def begin(self, hold_s: float | None = None) -> int:
         """A retraction was fetched and will be sent; returns its token for ``end``."""
+        now = self._clock()
+        self._forget_expired(now)
         token = next(self._tokens)
-        self._holds[token] = self._clock() + (self._max_hold_s if hold_s is None else hold_s)
+        self._holds[token] = now + (self._max_hold_s if hold_s is None else hold_s)
         return token
+
+    def _forget_expired(self, now: float) -> None:
+        """Holds past their deadline hold nothing; drop them, and expectations whose
+        retraction a worker here never fetched (another process owns its partition)."""
+        expired = [t for t, until in self._holds.items() if until <= now]
+        for token in expired:
+            del self._holds[token]
+        if expired:
+            gone = set(expired)
+            for alert_id in [a for a, (t, _) in self._expected.items() if t in gone]:
+                del self._expected[alert_id]
 
     def expect(self, alert_id: str, fetches: int, hold_s: float = 0.5) -> None:
         """A retraction was decided in this process: hold dispatches already, while the

@@ -100,3 +100,16 @@ async def test_a_stream_of_retractions_never_holds_one_dispatch_longer_than_its_
             break
     await asyncio.wait_for(waiting, 1)
     assert time.monotonic() - started < 0.3
+
+
+async def test_expired_holds_and_unfetched_expectations_are_forgotten() -> None:
+    now = [0.0]
+    priority = RetractionPriority(max_hold_s=1, max_wait_s=5, clock=lambda: now[0])
+    priority.begin()  # never ended: its worker crashed
+    priority.expect("owned-elsewhere", fetches=1, hold_s=0.5)  # never fetched here
+    assert priority.pending == 2
+    now[0] = 2.0
+    priority.begin()
+    assert priority.pending == 1  # only the new one
+    priority.fetched("owned-elsewhere")  # late: harmless
+    assert priority.pending == 1
