@@ -296,15 +296,9 @@ async def run_service(
     settings: Mapping[str, str],
 ) -> AsyncIterator[Service]:
     """e2e_latency's ``kayip-alarm serve`` (simulator off, webhooks to ``receiver_url``)
-    with link tests (nearly) off and ``settings`` (KAYIP_* variables) on top; says so
-    when the service stops by itself."""
-    extra = {
-        # Not 0: with every link test off the scheduler task returns at once and
-        # `serve` takes that for a stopped part and exits (services/link_tests.py,
-        # LinkTestScheduler.run). One test per operator at start, then none for a day.
-        "KAYIP_LINK_TEST_INTERVAL_S": "86400",
-        **settings,
-    }
+    with link tests off and ``settings`` (KAYIP_* variables) on top; says so when the
+    service stops by itself."""
+    extra = {"KAYIP_LINK_TEST_INTERVAL_S": "0", **settings}
     async with e2e_run_service(
         workdir, database_url, receiver_url, secrets_by_op, extra_env=extra
     ) as service:

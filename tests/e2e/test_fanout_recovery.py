@@ -22,12 +22,11 @@ from tests.conftest import READER_KEY, auth, make_settings
 from tests.e2e.fanout_helpers import (
     SECRET,
     create_alert,
-    delivered_everywhere,
     deliveries,
     delivery,
     eventually,
-    own_broker,
-    running,
+    running_on_own_broker,
+    wait_delivered_everywhere,
 )
 from tests.fixtures.operator_endpoint import OperatorEndpoint
 
@@ -113,14 +112,6 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
         await endpoint.stop()
 
 
-async def _wait_delivered_everywhere(http: httpx.AsyncClient, alert_id: str) -> None:
-    await eventually(
-        lambda: delivered_everywhere(http, alert_id),
-        timeout_s=60,
-        what=f"alert {alert_id} delivered everywhere",
-    )
-
-
 async def _dispatches_received(http: httpx.AsyncClient, alert_id: str) -> dict[str, int]:
     counts = {}
     for operator in OPERATORS:
@@ -136,26 +127,16 @@ async def _dispatches_received(http: httpx.AsyncClient, alert_id: str) -> dict[s
 async def test_alerts_accepted_while_the_broker_is_down_are_delivered_once_it_is_back(
     database_url: str,
 ) -> None:
-    async with (
-        own_broker() as broker,
-        running(
-            make_settings(
-                database_url,
-                broker.bootstrap_servers,
-                reconcile_interval_s=0.5,
-                reconcile_after_s=3,
-            )
-        ) as run,
-    ):
+    async with running_on_own_broker(database_url) as (broker, run):
         http = run.http
         before = await create_alert(http)
-        await _wait_delivered_everywhere(http, before)
+        await wait_delivered_everywhere(http, before)
         await broker.stop()
         during = [await create_alert(http) for _ in range(3)]  # 201 with the broker down
         await asyncio.sleep(1.0)
         await broker.restart_empty()
         for alert_id in during:
-            await _wait_delivered_everywhere(http, alert_id)
+            await wait_delivered_everywhere(http, alert_id)
         await asyncio.sleep(1.0)  # time for any duplicate to show up
         for alert_id in during:
             assert await _dispatches_received(http, alert_id) == dict.fromkeys(OPERATORS, 1)
@@ -189,7 +170,7 @@ async def test_messages_lost_with_an_emptied_broker_are_republished_by_the_recon
             await broker.start()
             await workers.start()
             for alert_id in alerts:
-                await _wait_delivered_everywhere(http, alert_id)
+                await wait_delivered_everywhere(http, alert_id)
             await asyncio.sleep(1.0)
             for alert_id in alerts:
                 assert await _dispatches_received(http, alert_id) == dict.fromkeys(OPERATORS, 1)

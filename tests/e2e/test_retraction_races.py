@@ -17,12 +17,11 @@ from tests.conftest import READER_KEY, auth, make_settings
 from tests.e2e.fanout_helpers import (
     SECRET,
     create_alert,
-    delivered_everywhere,
     delivery,
     eventually,
-    own_broker,
-    running,
+    running_on_own_broker,
     turkcell_on,
+    wait_delivered_everywhere,
 )
 from tests.fixtures.operator_endpoint import OperatorEndpoint
 
@@ -164,22 +163,10 @@ async def test_a_retraction_overtakes_a_dispatch_backlog(
 async def test_resolved_while_the_broker_is_down_the_retraction_goes_out_once_it_is_back(
     database_url: str,
 ) -> None:
-    async with (
-        own_broker() as broker,
-        running(
-            make_settings(
-                database_url,
-                broker.bootstrap_servers,
-                reconcile_interval_s=0.5,
-                reconcile_after_s=3,
-            )
-        ) as run,
-    ):
+    async with running_on_own_broker(database_url) as (broker, run):
         http = run.http
         alert_id = await create_alert(http)
-        await eventually(
-            lambda: delivered_everywhere(http, alert_id), what="the alert to reach everyone"
-        )
+        await wait_delivered_everywhere(http, alert_id, timeout_s=20)
         await broker.stop()
         assert (await _resolve(http, alert_id)).status_code == 202
         await asyncio.sleep(1.0)
