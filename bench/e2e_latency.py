@@ -694,7 +694,13 @@ async def burst(
     result.burst_service_side = await service_side_latency(client, list(created))
 
 
-async def run_engine(engine: str, n: int, burst_seconds: float, concurrency: int) -> EngineResult:
+async def run_engine(
+    engine: str,
+    n: int,
+    burst_seconds: float,
+    concurrency: int,
+    service_settings: dict[str, str] | None = None,
+) -> EngineResult:
     result = EngineResult(engine)
     secrets_by_op = {op: new_secret() for op in OPERATORS}
     receiver = Receiver(secrets_by_op)
@@ -709,7 +715,7 @@ async def run_engine(engine: str, n: int, burst_seconds: float, concurrency: int
                 database_url = await stack.enter_async_context(postgres_database())
             t_start = time.perf_counter()
             service = await stack.enter_async_context(
-                run_service(workdir, database_url, receiver_url, secrets_by_op)
+                run_service(workdir, database_url, receiver_url, secrets_by_op, service_settings)
             )
             print(
                 f"service ready in {time.perf_counter() - t_start:.1f} s "
@@ -870,7 +876,11 @@ async def main_async(args: argparse.Namespace) -> int:
     failed = False
     for engine in engines:
         try:
-            results.append(await run_engine(engine, args.n, args.burst_seconds, args.concurrency))
+            results.append(
+                await run_engine(
+                    engine, args.n, args.burst_seconds, args.concurrency, dict(args.settings)
+                )
+            )
         except Exception as exc:  # a broken engine must not hide the other one's figures
             print(f"{engine}: benchmark aborted: {type(exc).__name__}: {exc}", flush=True)
             failed = True
@@ -887,12 +897,28 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("KAYIP_"):
+        raise argparse.ArgumentTypeError("expected KAYIP_NAME=VALUE")
+    return name, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("-n", type=int, default=200, help="sequential alerts per engine")
     parser.add_argument("--burst-seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KAYIP_NAME=VALUE",
+        help="a service setting for this run (repeatable), to compare configurations",
+    )
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 

@@ -2,9 +2,12 @@
 
 SQLite allows one writer at a time. Rather than letting concurrent requests
 race into "database is locked", every write unit of work in this process takes
-one asyncio lock first (WAL mode keeps readers unblocked); writers in other
-processes are waited for off the event loop (see ``_LoopThreadConnection``).
-PostgreSQL needs neither and gets neither.
+one asyncio lock first (WAL mode keeps readers unblocked), and begins with
+``BEGIN IMMEDIATE``, which takes SQLite's write lock before the first read: a
+writer in another process (``serve`` runs the adapter workers in a child) is then
+waited for off the event loop (see ``_LoopThreadConnection``), and no write unit
+can fail half-way because another process committed after it read. PostgreSQL
+needs none of this and gets none of it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from sqlalchemy.ext.asyncio import (
 
 #: How long a SQLite call waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Execution option marking a write unit of work's connection (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "kayip_write"
 
 
 class Database:
@@ -41,13 +46,16 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.engine: AsyncEngine = _create_engine(url, pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that commits once on success and rolls back on any error."""
         async with self._write_lock or contextlib.nullcontext():
-            session = self.sessions()
+            session = self._write_sessions()
             try:
                 async with session.begin():
                     yield session
@@ -101,8 +109,8 @@ class _LoopThreadConnection(aiosqlite.Connection):
     another process: this connection's busy timeout is 0, and a call that finds the
     database locked is retried once in a worker thread that waits the full timeout.
     Such a call had no effect (SQLite reports the lock before doing anything), so the
-    retry is safe. (A transaction that read before another process committed cannot be
-    retried by SQLite at all and fails as it always did; ``serve`` is one process.)
+    retry is safe. Write units of work begin with ``BEGIN IMMEDIATE`` (see the module
+    docstring), so the lock is taken, or waited for, before they read anything.
     """
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -156,7 +164,10 @@ def _create_engine(url: str, pool_size: int) -> AsyncEngine:
     database = make_url(url).database or ":memory:"
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    connect = partial(sqlite3.connect, database, timeout=0, check_same_thread=False)
+    # isolation_level=None: the driver begins no transaction by itself; ``_begin`` does.
+    connect = partial(
+        sqlite3.connect, database, timeout=0, check_same_thread=False, isolation_level=None
+    )
 
     async def connection() -> _LoopThreadConnection:
         return await _LoopThreadConnection(connect, iter_chunk_size=64)._connect()
@@ -170,5 +181,12 @@ def _create_engine(url: str, pool_size: int) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        """A write unit of work takes the write lock up front (waiting for another
+        process's writer if there is one); everything else begins a plain read."""
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine

@@ -67,3 +67,38 @@ async def test_a_read_is_not_blocked_by_another_connections_write_lock(tmp_path:
     finally:
         other.close()
         await db.dispose()
+
+
+async def test_a_write_unit_is_isolated_from_another_processes_writer(tmp_path: Path) -> None:
+    """Two processes write one file (``serve`` with its adapter child). What a write
+    unit read must still hold when it writes: another process's writer waits until the
+    unit commits (BEGIN IMMEDIATE), instead of committing in between."""
+    path = tmp_path / "two_writers.db"
+    first = await _database(path)
+    second = Database(f"sqlite+aiosqlite:///{path}")  # its own connections and lock
+    read_done = asyncio.Event()
+    seen: list[int] = []
+    try:
+
+        async def read_wait_write() -> None:
+            async with first.write() as session:
+                count = text("SELECT count(*) FROM t")
+                seen.append((await session.scalars(count)).one())
+                read_done.set()
+                await asyncio.sleep(0.2)  # the other writer starts meanwhile
+                seen.append((await session.scalars(count)).one())
+                await session.execute(text("INSERT INTO t VALUES (:x)"), {"x": 10 + seen[-1]})
+
+        async def other_writer() -> None:
+            await read_done.wait()
+            async with second.write() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        await asyncio.wait_for(asyncio.gather(read_wait_write(), other_writer()), 20)
+        async with second.read() as session:
+            values = sorted((await session.scalars(text("SELECT x FROM t"))).all())
+        assert seen == [0, 0], "another process committed inside the unit of work"
+        assert values == [1, 10]
+    finally:
+        await first.dispose()
+        await second.dispose()
