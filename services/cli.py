@@ -7,13 +7,17 @@ import asyncio
 import gc
 import importlib.util
 import secrets
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from services.adapter_process import READY_LINE, remove_shared_metrics, share_metrics_with_children
 from services.logging_setup import configure_logging
-from services.runtime import Parts, Runtime
 from services.settings import DEV_API_KEY, Settings, get_settings, hash_api_key
+
+if TYPE_CHECKING:  # imported late: prometheus_client must not load before metrics are shared
+    from services.runtime import Parts, Runtime
 
 
 def _banner(runtime: Runtime) -> str:
@@ -33,10 +37,37 @@ def _banner(runtime: Runtime) -> str:
     return "\n".join(lines)
 
 
-async def _run(settings: Settings, parts: Parts, banner: bool) -> None:
+class _SignalsAfterUvicorn:
+    """uvicorn shuts down on SIGINT or SIGTERM, then raises that signal again under the
+    handler it found. With Python's defaults that kills the process (SIGTERM) or breaks
+    out of the loop (SIGINT) before ``Runtime.stop`` has stopped the adapter process and
+    the broker and removed the shared metrics. Under these handlers the repeat does
+    nothing once the service is up, so it stops in order; before that, either signal
+    stops start-up at once."""
+
+    def __init__(self) -> None:
+        self.serving = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, _sig: int, _frame: object) -> None:
+        if not self.serving:
+            raise KeyboardInterrupt
+
+
+async def _run(
+    settings: Settings, parts: Parts, banner: bool, signals: _SignalsAfterUvicorn | None = None
+) -> None:
+    from services.runtime import Runtime
+
     runtime = Runtime(settings, parts)
     await runtime.start()
+    if signals is not None:
+        signals.serving = True
     _freeze_startup_objects()
+    if parts.control_stdin:
+        sys.stdout.buffer.write(READY_LINE)
+        sys.stdout.flush()
     if banner:
         print(_banner(runtime), file=sys.stderr, flush=True)  # noqa: T201
     try:
@@ -119,8 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="everything in one process (embedded defaults)")
     sub.add_parser("api", help="the REST API only")
     sub.add_parser("relay", help="the outbox relay only")
-    adapter = sub.add_parser("adapter", help="one operator's adapter worker")
-    adapter.add_argument("--operator", required=True)
+    adapter = sub.add_parser("adapter", help="adapter workers (every enabled operator's)")
+    adapter.add_argument("--operator", action="append", help="only this operator's (repeatable)")
+    # serve's child: retractions to expect on stdin, readiness on stdout.
+    adapter.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="apply database migrations")
     redrive = sub.add_parser(
         "redrive", help="re-drive dead-lettered deliveries (after fixing the cause)"
@@ -143,23 +176,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "redrive":
         asyncio.run(_redrive(settings, args.operator, args.alert))
         return 0
-    parts = {
-        "serve": Parts(),
-        "api": Parts(api=True, relay=False, operators=[]),
-        "relay": Parts(api=False, relay=True, operators=[]),
-        "adapter": Parts(api=False, relay=False, operators=[getattr(args, "operator", "")]),
-    }[args.command]
     if args.command in ("relay", "adapter") and settings.embedded_broker:
         parser.error(
             "separate processes need KAYIP_KAFKA_BOOTSTRAP_SERVERS; use serve for "
             "the embedded broker"
         )
-    if args.command == "adapter" and args.operator not in settings.enabled_operators:
-        parser.error(f"operator {args.operator!r} is not configured and enabled")
+    operators: list[str] | None = getattr(args, "operator", None)
+    for name in operators or []:
+        if name not in settings.enabled_operators:
+            parser.error(f"operator {name!r} is not configured and enabled")
+    in_child = args.command == "serve" and settings.adapter_process
+    shared_metrics = share_metrics_with_children() if in_child else None
+    from services.runtime import Parts
+
+    parts = {
+        "serve": Parts(adapters_in_child=in_child, operators=[] if in_child else None),
+        "api": Parts(api=True, relay=False, operators=[]),
+        "relay": Parts(api=False, relay=True, operators=[]),
+        "adapter": Parts(
+            api=False,
+            relay=False,
+            operators=operators,
+            # serve's child: serve has migrated already.
+            migrate=not getattr(args, "control_stdin", False),
+            control_stdin=getattr(args, "control_stdin", False),
+        ),
+    }[args.command]
+    signals = _SignalsAfterUvicorn() if parts.api else None
     try:
-        run_event_loop(_run(settings, parts, banner=args.command == "serve"))
+        run_event_loop(_run(settings, parts, banner=args.command == "serve", signals=signals))
     except KeyboardInterrupt:
         pass
+    finally:
+        if shared_metrics is not None:
+            remove_shared_metrics(shared_metrics)
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Prometheus metrics. Labels carry operator names and outcomes, never personal data."""
+"""Prometheus metrics. Labels carry operator names and outcomes, never personal data.
+
+Under ``serve`` with its adapter process, values live in Prometheus multi-process
+files (see ``services/adapter_process.py``): counters and histograms add up across
+the processes, and each gauge shows the highest value among live processes (only
+one process sets each of them)."""
 
 from __future__ import annotations
 
@@ -41,11 +46,13 @@ BREAKER_STATE = Gauge(
     "kayip_operator_breaker_state",
     "Circuit breaker per operator in this process: 0 closed, 1 half-open, 2 open.",
     ["operator"],
+    multiprocess_mode="livemax",
 )
 LINK_UP = Gauge(
     "kayip_operator_link_up",
     "1 if the operator's last link test was delivered, 0 if it failed.",
     ["operator"],
+    multiprocess_mode="livemax",
 )
 LINK_TEST_LATENCY = Histogram(
     "kayip_link_test_latency_seconds",
@@ -85,6 +92,7 @@ RETRACTIONS_OVERDUE = Gauge(
     "kayip_retractions_unconfirmed_overdue",
     "Retractions not confirmed within the alarm time, per operator (now).",
     ["operator"],
+    multiprocess_mode="livemax",
 )
 RETRACTION_ALARMS = Counter(
     "kayip_retraction_alarms_total",

@@ -1,8 +1,10 @@
 """Process wiring: which parts run in this process, started and stopped in order.
 
-``serve`` runs everything in one process (API, relay, one adapter worker per
-operator, the simulator, the embedded broker when none is configured); the
-``api``, ``relay`` and ``adapter`` commands run one part each for production.
+``serve`` runs the API, the relay, the simulator and the embedded broker (when none
+is configured) in one process, and the adapter workers (one per operator) in a
+child process it supervises (``services/adapter_process.py``), or in the same
+process with ``KAYIP_ADAPTER_PROCESS=false``; the ``api``, ``relay`` and
+``adapter`` commands run one part each for production.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from services.adapter_process import AdapterProcess, child_environment, read_expectations
 from services.context import ServiceContext
 from services.db.engine import Database
 from services.db.migrate import upgrade_to_head
@@ -51,6 +54,10 @@ class Parts:
     relay: bool = True
     operators: Sequence[str] | None = None  # None: every enabled operator; []: none
     migrate: bool = True
+    #: ``serve``: the operators' workers run in a supervised child process.
+    adapters_in_child: bool = False
+    #: The child's side: retractions to expect arrive on stdin; "ready" goes to stdout.
+    control_stdin: bool = False
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Runtime:
     server: uvicorn.Server | None = None
     reconciler: Reconciler | None = None
     link_tests: LinkTestScheduler | None = None
+    adapters: AdapterProcess | None = None
     _producer: AIOKafkaProducer | None = None
     _http: list[httpx.AsyncClient] = field(default_factory=list)  # one per operator
     _priority: RetractionPriority | None = None
@@ -83,7 +91,7 @@ class Runtime:
         if self.parts.migrate:
             await upgrade_to_head(db)
         self.context = ServiceContext.build(settings, db=db)
-        if self.parts.relay or self.parts.operators != []:
+        if self.parts.relay or self.parts.operators != [] or self.parts.adapters_in_child:
             await self._start_messaging(db)
         if self.parts.api:
             await self._start_api()
@@ -120,7 +128,41 @@ class Runtime:
             if not settings.is_sqlite and not self.parts.api:
                 self._spawn(listen(settings.database_url, self.context.feed), "outbox-listener")
             self._start_keepers(db, topics)
-        await self._start_workers(db, topics)
+        if self.parts.adapters_in_child:
+            self._start_adapter_process(topics)
+        else:
+            await self._start_workers(db, topics)
+        if self.parts.control_stdin:
+            priority = self._retraction_priority(topics)
+
+            def expect(alert_id: str) -> None:
+                priority.expect(alert_id, fetches=len(self.workers))
+
+            # When stdin ends (the parent stops us, or is gone) this part ends: wait()
+            # returns and the process stops.
+            self._spawn(read_expectations(expect), "control")
+
+    def _start_adapter_process(self, topics: Topics) -> None:
+        """The workers in a child: the same settings, except what only this process
+        knows (the embedded broker's address) and what follows from it."""
+        settings = self.settings
+        assert self.context is not None
+        env = child_environment(
+            {
+                "KAYIP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "KAYIP_KAFKA_ENABLE_IDEMPOTENCE": str(settings.idempotent_producer).lower(),
+                "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
+            }
+        )
+        adapters = self.adapters = AdapterProcess(env)
+        self._spawn(adapters.run(), "adapter-process")
+        retractions = topics.retractions
+
+        def expect(event: PendingEvent) -> None:
+            if event.topic == retractions:
+                adapters.expect(event.key.decode())
+
+        self.context.feed.watch(expect)
 
     def _start_keepers(self, db: Database, topics: Topics) -> None:
         """What runs beside the relay: the reconciler, link tests, the topic keeper, and
@@ -179,6 +221,8 @@ class Runtime:
                 )
                 if self.workers:
                     await self._restart_workers(db, topics)
+                elif self.adapters is not None:
+                    await self.adapters.restart()
 
     async def _restart_workers(self, db: Database, topics: Topics) -> None:
         """After the broker lost everything (the embedded one on a restart), fresh
@@ -298,6 +342,8 @@ class Runtime:
     async def _wait_workers_ready(self, timeout_s: float = 30.0) -> None:
         """Return once every consumer has its partitions, so the first alert is not late."""
         waits = [asyncio.create_task(w.ready.wait()) for w in self.workers]
+        if self.adapters is not None:
+            waits.append(asyncio.create_task(self.adapters.ready.wait()))
         if waits:
             await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
 
@@ -318,6 +364,8 @@ class Runtime:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.should_exit = True
+        if self.adapters is not None:
+            await self.adapters.stop()
         for task in reversed(self._tasks):
             if task.get_name() != "api":
                 task.cancel()

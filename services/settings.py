@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     kafka_max_partition_fetch_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     kafka_session_timeout_ms: int | None = Field(default=None, ge=1000, le=300000)
 
+    #: ``serve`` only: the adapter workers run in a child process (the second core),
+    #: so a backlog of deliveries never queues the API or the relay behind it.
+    adapter_process: bool = True
+
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
 

@@ -1,0 +1,186 @@
+"""``serve``'s adapter workers in a child process of their own: the second core.
+
+In one process the API, the relay and every operator's worker share one event
+loop on one core. Under a dispatch backlog the workers keep that loop busy, and a
+resolve waits its turn twice: in the API, and again in the relay on its way to
+Kafka (bench/retraction.py measured both). The child runs ``kayip-alarm adapter``
+for every enabled operator against the same broker and database; this side starts
+it, waits until its consumers have their partitions, restarts it if it dies (what
+it had not finished is still uncommitted in Kafka, and owed in the database), and
+tells it on its stdin, one alert id per line, which alerts a resolve here has just
+retracted, so the child holds dispatches back from that moment (see
+``operator_adapters/priority.py``), not only once its workers fetch the retraction.
+The child exits when its stdin closes: it never outlives this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: What the child prints on its stdout once every consumer has its partitions.
+READY_LINE = b"kayip-alarm adapters ready\n"
+CHILD_COMMAND = (sys.executable, "-m", "services.cli", "adapter", "--control-stdin")
+
+
+class AdapterProcess:
+    """Supervises the child; one per ``serve`` process."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        ready_timeout_s: float = 60.0,
+        restart_delay_s: float = 1.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self._env = dict(env)
+        self._ready_timeout_s = ready_timeout_s
+        self._restart_delay_s = restart_delay_s
+        self._stop_timeout_s = stop_timeout_s
+        self._process: asyncio.subprocess.Process | None = None
+        self._stopping = False
+        self._restart_now = False
+        self.ready = asyncio.Event()
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def run(self) -> None:
+        """Start the child, and start it again whenever it exits unasked."""
+        while not self._stopping:
+            process = await self._spawn()
+            code = await process.wait()
+            self.ready.clear()
+            _forget_metrics_of(process.pid)
+            if self._stopping:
+                return
+            if self._restart_now:
+                self._restart_now = False
+                log.warning("adapter process restarted", extra={"pid": process.pid})
+                continue
+            log.error(
+                "adapter process exited; starting it again",
+                extra={"pid": process.pid, "exit_code": code},
+            )
+            await asyncio.sleep(self._restart_delay_s)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *CHILD_COMMAND,
+            env=self._env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self._process = process
+        self.starts += 1
+        asyncio.create_task(self._watch_ready(process), name="adapter-process-ready")
+        return process
+
+    async def _watch_ready(self, process: asyncio.subprocess.Process) -> None:
+        """The child's stdout carries one line, its readiness (its logs go to stderr)."""
+        assert process.stdout is not None
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            line = await process.stdout.readuntil(b"\n")
+            if line == READY_LINE and self._process is process:
+                self.ready.set()
+            await process.stdout.read()  # keep draining until it exits
+
+    async def wait_ready(self) -> None:
+        await asyncio.wait_for(self.ready.wait(), self._ready_timeout_s)
+
+    def expect(self, alert_id: str) -> None:
+        """A retraction was committed here: the child holds dispatches back for it.
+        Best effort: a child that is not running has nothing in flight to hold."""
+        process = self._process
+        if process is None or process.returncode is not None or process.stdin is None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write(alert_id.encode() + b"\n")
+
+    async def restart(self) -> None:
+        """A fresh child at once (the broker lost its state and forgot the consumer
+        groups: nothing the old one holds is worth a graceful stop)."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        self._restart_now = True
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        await self._reap(process)
+
+    async def stop(self) -> None:
+        """Graceful: the end of its stdin makes the child stop its workers and leave
+        its consumer groups; SIGTERM, then SIGKILL, only if it takes too long."""
+        self._stopping = True
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), self._stop_timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            await self._reap(process)
+
+    async def _reap(self, process: asyncio.subprocess.Process) -> None:
+        try:
+            await asyncio.wait_for(process.wait(), self._stop_timeout_s)
+        except TimeoutError:
+            log.error("adapter process did not stop; killing it", extra={"pid": process.pid})
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides`` on top: the child reads the same
+    settings (``serve``'s come from the environment) except where it must differ."""
+    return {**os.environ, **overrides}
+
+
+def share_metrics_with_children() -> Path:
+    """Prometheus multi-process mode, so ``/metrics`` here also shows the child's
+    delivery metrics. Must run before ``prometheus_client`` is first imported (it
+    picks its value store then); the caller removes the directory at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="kayip-alarm-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
+def remove_shared_metrics(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """Prometheus multi-process mode keeps a dead process's live gauges until told."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+async def read_expectations(on_alert: Callable[[str], None]) -> None:
+    """The child's side of the stdin channel: call ``on_alert(alert_id)`` per line;
+    return when stdin ends (the parent has gone, or is stopping this process)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        alert_id = line.strip().decode(errors="replace")
+        if alert_id:
+            on_alert(alert_id)
