@@ -53,6 +53,7 @@ from e2e_latency import (
     machine_info,
     ms_stats,
     new_secret,
+    parse_setting,
     postgres_database,
     resolve,
     run_receiver,
@@ -458,12 +459,15 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def bench_session(engine: str, adapter: str, own_broker: bool) -> AsyncIterator[Bench]:
+async def bench_session(
+    engine: str, adapter: str, own_broker: bool, service_settings: Mapping[str, str] | None = None
+) -> AsyncIterator[Bench]:
     """Receiver, fresh database, (broker), service, API client, warm-up; afterwards the
     receiver's and the service log's verdicts, and every temporary file removed.
 
     ``adapter``: ``default`` (each operator's built-in adapter) or a plugin name.
     ``own_broker``: the bench starts the broker, so it can read and write topics.
+    ``service_settings``: KAYIP_* variables for the service on top (``--set``).
     """
     secrets_by_op = {op: new_secret() for op in OPERATORS}
     plugin = None if adapter == "default" else adapter
@@ -475,7 +479,11 @@ async def bench_session(engine: str, adapter: str, own_broker: bool) -> AsyncIte
             receiver_url = await stack.enter_async_context(run_receiver(receiver))
             database_url = await stack.enter_async_context(engine_database(engine))
             broker = await stack.enter_async_context(run_broker()) if own_broker else None
-            settings = {**(broker.settings if broker else {}), **operator_env(OPERATORS, plugin)}
+            settings = {
+                **(broker.settings if broker else {}),
+                **operator_env(OPERATORS, plugin),
+                **(service_settings or {}),
+            }
             service = await stack.enter_async_context(
                 run_service(workdir, database_url, receiver_url, secrets_by_op, settings)
             )
@@ -509,6 +517,15 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         choices=["default", "standard_webhooks"],
         default="default",
         help="default: each operator's own built-in adapter",
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=parse_setting,
+        metavar="KAYIP_NAME=VALUE",
+        help="a service setting for this run (repeatable), to compare configurations",
     )
     return parser.parse_args()
 

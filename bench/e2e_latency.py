@@ -825,7 +825,8 @@ def print_summary(results: list[EngineResult], args: argparse.Namespace) -> None
     print(f"machine: {machine_info()}")
     print(
         f"date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}   n={args.n}, "
-        f"burst {args.concurrency} clients x {args.burst_seconds:g} s"
+        f"burst {args.concurrency} clients x {args.burst_seconds:g} s, "
+        f"settings {dict(args.settings) or 'default'}"
     )
     cols = [
         ("engine", 8),
@@ -897,7 +898,8 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _setting(text: str) -> tuple[str, str]:
+def parse_setting(text: str) -> tuple[str, str]:
+    """``--set KAYIP_NAME=VALUE``: a service setting for one bench run."""
     name, sep, value = text.partition("=")
     if not sep or not name.startswith("KAYIP_"):
         raise argparse.ArgumentTypeError("expected KAYIP_NAME=VALUE")
@@ -915,7 +917,7 @@ def main() -> int:
         dest="settings",
         action="append",
         default=[],
-        type=_setting,
+        type=parse_setting,
         metavar="KAYIP_NAME=VALUE",
         help="a service setting for this run (repeatable), to compare configurations",
     )

@@ -272,7 +272,9 @@ def print_phase(phase: Phase, baseline: Phase | None, slow_operator: str) -> Non
 
 async def run_engine(engine: str, args: argparse.Namespace) -> EngineRun:
     run = EngineRun(engine)
-    async with bench_session(engine, args.adapter, own_broker=False) as bench:
+    async with bench_session(
+        engine, args.adapter, own_broker=False, service_settings=dict(args.settings)
+    ) as bench:
         baseline: Phase | None = None
         for i, plan in enumerate(phase_plan(args)):
             phase = await run_phase(

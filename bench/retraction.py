@@ -582,7 +582,9 @@ def print_phase(phase: Phase) -> None:
 
 async def run_engine(engine: str, args: argparse.Namespace) -> EngineRun:
     run = EngineRun(engine)
-    async with bench_session(engine, args.adapter, own_broker=True) as bench:
+    async with bench_session(
+        engine, args.adapter, own_broker=True, service_settings=dict(args.settings)
+    ) as bench:
         receiver, broker = bench.receiver, bench.broker
         assert broker is not None
         session = (bench.client, receiver, bench.rng, broker, bench.service.process.pid, args)
@@ -630,7 +632,7 @@ def print_summary(runs: list[EngineRun], args: argparse.Namespace) -> None:
     summary_header(
         f"{args.alerts} alerts resolved sequentially per phase; backlog {args.backlog} "
         f"dispatch records; dispatch answer delay {args.dispatch_delay_ms:g} ms; adapters "
-        f"{args.adapter}"
+        f"{args.adapter}; settings {dict(args.settings) or 'default'}"
     )
     print(
         "resolve -> all 3 operators received the retraction, ms p50/p99 (n); 'during' = "
