@@ -48,12 +48,12 @@ from e2e_latency import (
     ERROR_SAMPLES,
     OPERATORS,
     Service,
+    add_settings_option,
     alert_body,
     create,
     machine_info,
     ms_stats,
     new_secret,
-    parse_setting,
     postgres_database,
     resolve,
     run_receiver,
@@ -518,15 +518,7 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         default="default",
         help="default: each operator's own built-in adapter",
     )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        type=parse_setting,
-        metavar="KAYIP_NAME=VALUE",
-        help="a service setting for this run (repeatable), to compare configurations",
-    )
+    add_settings_option(parser)
     return parser.parse_args()
 
 

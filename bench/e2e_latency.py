@@ -906,12 +906,8 @@ def parse_setting(text: str) -> tuple[str, str]:
     return name, value
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("-n", type=int, default=200, help="sequential alerts per engine")
-    parser.add_argument("--burst-seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+def add_settings_option(parser: argparse.ArgumentParser) -> None:
+    """``--set``, shared by every bench that starts the service."""
     parser.add_argument(
         "--set",
         dest="settings",
@@ -921,6 +917,15 @@ def main() -> int:
         metavar="KAYIP_NAME=VALUE",
         help="a service setting for this run (repeatable), to compare configurations",
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("-n", type=int, default=200, help="sequential alerts per engine")
+    parser.add_argument("--burst-seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    add_settings_option(parser)
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 
