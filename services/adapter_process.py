@@ -39,23 +39,17 @@ class AdapterProcess:
     def __init__(
         self,
         env: Mapping[str, str],
-        ready_timeout_s: float = 60.0,
         restart_delay_s: float = 1.0,
         stop_timeout_s: float = 10.0,
     ) -> None:
         self._env = dict(env)
-        self._ready_timeout_s = ready_timeout_s
         self._restart_delay_s = restart_delay_s
         self._stop_timeout_s = stop_timeout_s
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = False
         self._restart_now = False
+        self._ready_watch: asyncio.Task[None] | None = None  # referenced, so never collected
         self.ready = asyncio.Event()
-        self.starts = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     async def run(self) -> None:
         """Start the child, and start it again whenever it exits unasked."""
@@ -84,8 +78,9 @@ class AdapterProcess:
             stdout=asyncio.subprocess.PIPE,
         )
         self._process = process
-        self.starts += 1
-        asyncio.create_task(self._watch_ready(process), name="adapter-process-ready")
+        self._ready_watch = asyncio.create_task(
+            self._watch_ready(process), name="adapter-process-ready"
+        )
         return process
 
     async def _watch_ready(self, process: asyncio.subprocess.Process) -> None:
@@ -96,9 +91,6 @@ class AdapterProcess:
             if line == READY_LINE and self._process is process:
                 self.ready.set()
             await process.stdout.read()  # keep draining until it exits
-
-    async def wait_ready(self) -> None:
-        await asyncio.wait_for(self.ready.wait(), self._ready_timeout_s)
 
     def expect(self, alert_id: str) -> None:
         """A retraction was committed here: the child holds dispatches back for it.

@@ -186,20 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in settings.enabled_operators:
             parser.error(f"operator {name!r} is not configured and enabled")
     in_child = args.command == "serve" and settings.adapter_process
+    control_stdin: bool = getattr(args, "control_stdin", False)
     shared_metrics = share_metrics_with_children() if in_child else None
     from services.runtime import Parts
 
     parts = {
-        "serve": Parts(adapters_in_child=in_child, operators=[] if in_child else None),
+        "serve": Parts(adapters_in_child=in_child),
         "api": Parts(api=True, relay=False, operators=[]),
         "relay": Parts(api=False, relay=True, operators=[]),
         "adapter": Parts(
             api=False,
             relay=False,
             operators=operators,
-            # serve's child: serve has migrated already.
-            migrate=not getattr(args, "control_stdin", False),
-            control_stdin=getattr(args, "control_stdin", False),
+            migrate=not control_stdin,  # serve's child: serve has migrated already
+            control_stdin=control_stdin,
         ),
     }[args.command]
     signals = _SignalsAfterUvicorn() if parts.api else None

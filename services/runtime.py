@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -91,7 +91,7 @@ class Runtime:
         if self.parts.migrate:
             await upgrade_to_head(db)
         self.context = ServiceContext.build(settings, db=db)
-        if self.parts.relay or self.parts.operators != [] or self.parts.adapters_in_child:
+        if self.parts.relay or self.parts.operators != []:
             await self._start_messaging(db)
         if self.parts.api:
             await self._start_api()
@@ -133,14 +133,10 @@ class Runtime:
         else:
             await self._start_workers(db, topics)
         if self.parts.control_stdin:
-            priority = self._retraction_priority(topics)
-
-            def expect(alert_id: str) -> None:
-                priority.expect(alert_id, fetches=len(self.workers))
-
+            self._retraction_priority(topics)  # made by the workers, unless there are none
             # When stdin ends (the parent stops us, or is gone) this part ends: wait()
             # returns and the process stops.
-            self._spawn(read_expectations(expect), "control")
+            self._spawn(read_expectations(self._expect_retraction), "control")
 
     def _start_adapter_process(self, topics: Topics) -> None:
         """The workers in a child: the same settings, except what only this process
@@ -154,15 +150,25 @@ class Runtime:
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
             }
         )
-        adapters = self.adapters = AdapterProcess(env)
-        self._spawn(adapters.run(), "adapter-process")
+        self.adapters = AdapterProcess(env)
+        self._spawn(self.adapters.run(), "adapter-process")
+        self._on_committed_retraction(topics, self.adapters.expect)
+
+    def _on_committed_retraction(self, topics: Topics, call: Callable[[str], None]) -> None:
+        """``call(alert_id)`` for every retraction the API in this process commits."""
+        assert self.context is not None
         retractions = topics.retractions
 
-        def expect(event: PendingEvent) -> None:
+        def watch(event: PendingEvent) -> None:
             if event.topic == retractions:
-                adapters.expect(event.key.decode())
+                call(event.key.decode())
 
-        self.context.feed.watch(expect)
+        self.context.feed.watch(watch)
+
+    def _expect_retraction(self, alert_id: str) -> None:
+        """Hold this process's dispatches back until every worker here fetched it."""
+        assert self._priority is not None
+        self._priority.expect(alert_id, fetches=len(self.workers))
 
     def _start_keepers(self, db: Database, topics: Topics) -> None:
         """What runs beside the relay: the reconciler, link tests, the topic keeper, and
@@ -281,15 +287,9 @@ class Runtime:
         from operator_adapters.priority import RetractionPriority
 
         if self._priority is None:
-            priority = self._priority = RetractionPriority()
+            self._priority = RetractionPriority()
             if self.context is not None and self.parts.api:
-                retractions = topics.retractions
-
-                def expect(event: PendingEvent) -> None:
-                    if event.topic == retractions:
-                        priority.expect(event.key.decode(), fetches=len(self.workers))
-
-                self.context.feed.watch(expect)
+                self._on_committed_retraction(topics, self._expect_retraction)
         return self._priority
 
     def _operator_http(self, config: OperatorConfig) -> httpx.AsyncClient:
