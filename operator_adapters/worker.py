@@ -24,14 +24,15 @@ database round trip before its webhook goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -69,6 +70,7 @@ from services.metrics import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENT: TypeAdapter[AlertEvent] = TypeAdapter(AlertEvent)
 REMEMBERED = 100_000
@@ -197,8 +199,8 @@ class AdapterWorker:
         self._retracted: OrderedDict[str, int] = OrderedDict()
         self._sent: OrderedDict[str, int] = OrderedDict()
         self._tails: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._in_flight: dict[str, asyncio.Lock] = {}
-        self._retract_signal: dict[str, asyncio.Event] = {}
+        self._in_flight: PerAlert[asyncio.Lock] = PerAlert(asyncio.Lock)
+        self._retract_signal: PerAlert[asyncio.Event] = PerAlert(asyncio.Event)
         self._delivered: OrderedDict[str, None] = OrderedDict()
         #: Finished deliveries by status, for this worker (tests and the fan-out bench).
         self.finished: Counter[str] = Counter()
@@ -309,7 +311,7 @@ class AdapterWorker:
                     progress.finished(record.offset)
                     continue
                 _raise(self._retracted, job.key, job.version)
-                signal = self._retract_signal.get(job.key)
+                signal = self._retract_signal.peek(job.key)
                 if signal is not None:
                     signal.set()
             jobs.append(job)
@@ -444,10 +446,10 @@ class AdapterWorker:
         outbox just before the retraction decides it had not)."""
         if self.operator in event.operators or job.key in self._sent:
             return True
-        lock = self._in_flight.get(job.key)
-        if lock is not None:
-            async with lock:  # an attempt in flight: wait for it, then decide
-                pass
+        if self._in_flight.peek(job.key) is not None:
+            with self._in_flight.use(job.key) as lock:
+                async with lock:  # an attempt in flight: wait for it, then decide
+                    pass
             return job.key in self._sent
         return job.key in await self._recorder.delivered_alerts(self.operator, [job.key])
 
@@ -556,23 +558,26 @@ class AdapterWorker:
                 await self._rate.acquire()
             # The alert's lock is held only around the HTTP call itself: a retraction
             # waits for an attempt in flight (so it arrives after it), never for a queue.
-            async with self._in_flight.setdefault(job.key, asyncio.Lock()):
-                if self._superseded(job):  # a retraction came while this waited
-                    return SUPERSEDED
-                begun = datetime.now(UTC)
-                try:
-                    self._breaker.before_call()
-                except BreakerOpen as exc:
-                    DELIVERY_ATTEMPTS.labels(self.operator, job.kind, "circuit_open").inc()
-                    log_to.append(
-                        _record(job, self.operator, number, begun, "circuit_open", None, str(exc))
-                    )
-                    return _Failure("circuit open", None, exc.retry_in_s, retriable=True)
-                failure: DeliveryError | None = None
-                try:
-                    receipt = await self._adapter.deliver(job.webhook_id, message.get())
-                except DeliveryError as exc:
-                    failure = exc
+            with self._in_flight.use(job.key) as lock:
+                async with lock:
+                    if self._superseded(job):  # a retraction came while this waited
+                        return SUPERSEDED
+                    begun = datetime.now(UTC)
+                    try:
+                        self._breaker.before_call()
+                    except BreakerOpen as exc:
+                        DELIVERY_ATTEMPTS.labels(self.operator, job.kind, "circuit_open").inc()
+                        log_to.append(
+                            _record(
+                                job, self.operator, number, begun, "circuit_open", None, str(exc)
+                            )
+                        )
+                        return _Failure("circuit open", None, exc.retry_in_s, retriable=True)
+                    failure: DeliveryError | None = None
+                    try:
+                        receipt = await self._adapter.deliver(job.webhook_id, message.get())
+                    except DeliveryError as exc:
+                        failure = exc
         if failure is not None:
             self._breaker.failure()
             self._update_breaker_metric()
@@ -605,11 +610,13 @@ class AdapterWorker:
         if job.kind in ("retraction", "link_test"):
             await asyncio.sleep(delay)
             return
-        signal = self._retract_signal.setdefault(job.key, asyncio.Event())
-        try:
-            await asyncio.wait_for(signal.wait(), delay)
-        except TimeoutError:
-            pass
+        if self._superseded(job):
+            return  # a retraction came during the attempt; the send loop records it
+        with self._retract_signal.use(job.key) as signal:
+            try:
+                await asyncio.wait_for(signal.wait(), delay)
+            except TimeoutError:
+                pass
 
     def _alarm(self, job: _Job, attempts: int, reason: str) -> None:
         RETRACTION_RETRY_ALARMS.labels(self.operator).inc()
@@ -761,6 +768,41 @@ def _record(
         status_code,
         reason,
     )
+
+
+class PerAlert(Generic[T]):
+    """One object per alert while some task uses it, forgotten when the last lets go.
+
+    The worker sees every alert there ever was; a lock or wake-up kept per alert for
+    good would grow without end. Only a task inside ``use`` can wait on the object,
+    so one created afresh after the last user left is as good as the old one.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._entries: dict[str, tuple[T, list[int]]] = {}  # alert -> (object, [users])
+
+    def peek(self, key: str) -> T | None:
+        """The alert's object if some task is using it now."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
+    @contextlib.contextmanager
+    def use(self, key: str) -> Iterator[T]:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = (self._factory(), [0])
+        users = entry[1]
+        users[0] += 1
+        try:
+            yield entry[0]
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _raise(versions: OrderedDict[str, int], key: str, version: int) -> None:

@@ -102,3 +102,30 @@ async def test_a_write_unit_is_isolated_from_another_processes_writer(tmp_path: 
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_commits_never_checkpoint_a_thread_does(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint would copy and sync the log inside whichever commit
+    crosses 1,000 pages, on the event loop; here commits only append to the log and the
+    checkpointer thread moves it into the database file."""
+    path = tmp_path / "checkpoints.db"
+    db = await _database(path)
+    try:
+        async with db.read() as session:
+            auto = (await session.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one()
+        assert auto == 0
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE blobs (payload TEXT)"))
+        size_before = path.stat().st_size
+        for _ in range(60):  # 3.6 MB: past 1,000 pages, where a commit would checkpoint
+            async with db.write() as session:
+                await session.execute(
+                    text("INSERT INTO blobs VALUES (:p)"), [{"p": "x" * 6000}] * 10
+                )
+        for _ in range(50):  # the thread's next turn (every 0.5 s)
+            if path.stat().st_size > size_before + 3_000_000:
+                break
+            await asyncio.sleep(0.05)
+        assert path.stat().st_size > size_before + 3_000_000
+    finally:
+        await db.dispose()
