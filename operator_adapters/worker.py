@@ -111,6 +111,12 @@ class WorkerPolicy:
     max_rate_per_s: float | None = None
     breaker_failure_threshold: int = 5
     breaker_open_s: float = 5.0
+    #: A graceful stop waits this long for attempts already on the wire.
+    stop_grace_s: float = 5.0
+
+
+class _Stopping(Exception):
+    """Raised instead of a new attempt once the worker is stopping."""
 
 
 @dataclass(slots=True)
@@ -124,6 +130,9 @@ class _Job:
     offset: int
     check_database: bool
     hold: int | None = None  # a retraction holding dispatches back (see priority.py)
+    #: An attempt is on the wire, or its result not yet handed to the recorder: a
+    #: graceful stop lets this job finish rather than send it again after a restart.
+    unrecorded: bool = False
 
 
 class PartitionProgress:
@@ -194,6 +203,8 @@ class AdapterWorker:
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._paused: set[TopicPartition] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._jobs: dict[asyncio.Task[None], _Job] = {}
+        self._stopping = False
         # Per alert (bounded LRUs): highest version retracted, highest version sent,
         # the last task of each lane (for order), the in-flight lock and the wake-up.
         self._retracted: OrderedDict[str, int] = OrderedDict()
@@ -215,18 +226,41 @@ class AdapterWorker:
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         await self._consumer.start()
         try:
-            while True:
+            while not self._stopping:
                 records = await self._poll()
                 if records:
                     await self._schedule(records)
                 await self._commit()
                 self._flow_control()
+            await self._finish_in_flight()
+            await self._commit()
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._recorder.stop()
             await self._consumer.stop()
+
+    @property
+    def stop_grace_s(self) -> float:
+        return self._policy.stop_grace_s
+
+    def stop(self) -> None:
+        """Ask ``run`` to end in order: no new records or attempts; attempts already on
+        the wire are answered and recorded, then offsets committed (see
+        ``_finish_in_flight``)."""
+        self._stopping = True
+
+    async def _finish_in_flight(self) -> None:
+        """Jobs that have sent nothing unrecorded are dropped: their offsets stay
+        uncommitted, so whoever owns the partition next reads them again, and since
+        nothing went out nothing is sent twice. The others get ``stop_grace_s`` to be
+        answered and recorded; only what outlasts that may be sent again later."""
+        for task, job in list(self._jobs.items()):
+            if not job.unrecorded:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self._policy.stop_grace_s)
 
     async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
         """Fetched retractions first, whatever else is buffered: the consumer hands out
@@ -372,9 +406,11 @@ class AdapterWorker:
         task = asyncio.create_task(self._run_job(job, previous))
         self._tails[(lane, job.key)] = task
         self._tasks.add(task)
+        self._jobs[task] = job
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.discard(t)
+            self._jobs.pop(t, None)
             if self._tails.get((lane, job.key)) is t:
                 del self._tails[(lane, job.key)]
 
@@ -396,6 +432,8 @@ class AdapterWorker:
                     await self._dispatch(job)
             except asyncio.CancelledError:
                 raise
+            except _Stopping:
+                return  # nothing unrecorded went out; the offset stays uncommitted
             except Exception:  # a bug must not stall the partition's commits
                 log.exception(
                     "delivery job crashed",
@@ -533,6 +571,7 @@ class AdapterWorker:
                 now,
             )
             self._recorder.note_retrying(note, unwritten)
+            job.unrecorded = False
             unwritten = []
             log.warning(
                 "delivery attempt failed; retrying",
@@ -562,6 +601,9 @@ class AdapterWorker:
                 async with lock:
                     if self._superseded(job):  # a retraction came while this waited
                         return SUPERSEDED
+                    if self._stopping:
+                        raise _Stopping
+                    job.unrecorded = True
                     begun = datetime.now(UTC)
                     try:
                         self._breaker.before_call()
@@ -607,6 +649,8 @@ class AdapterWorker:
 
     async def _backoff(self, job: _Job, delay: float) -> None:
         """Sleep, but wake at once if a retraction supersedes this message."""
+        if self._stopping:
+            raise _Stopping  # its attempts so far are recorded; it resumes after a restart
         if job.kind in ("retraction", "link_test"):
             await asyncio.sleep(delay)
             return

@@ -71,9 +71,28 @@ async def _run(
     if banner:
         print(_banner(runtime), file=sys.stderr, flush=True)  # noqa: T201
     try:
-        await runtime.wait()
+        await _until_stopped(runtime, orderly_on_signals=not parts.api and not parts.control_stdin)
     finally:
         await runtime.stop()
+
+
+async def _until_stopped(runtime: Runtime, orderly_on_signals: bool) -> None:
+    """Until a part stops, or, for a standalone relay or adapter process, SIGTERM or
+    SIGINT: those then stop it in order (an orchestrator's stop is SIGTERM), so webhooks
+    on the wire are answered and recorded instead of sent again after the restart. The
+    API's processes get this from uvicorn (see ``_SignalsAfterUvicorn``); serve's child
+    stops in order when its stdin ends, and SIGTERM (a restart) still ends it at once."""
+    requested = asyncio.Event()
+    if orderly_on_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, requested.set)
+    parts = [asyncio.create_task(runtime.wait()), asyncio.create_task(requested.wait())]
+    try:
+        await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in parts:
+            task.cancel()
 
 
 def _freeze_startup_objects() -> None:

@@ -352,6 +352,16 @@ class Runtime:
         task.add_done_callback(_log_crash)
         self._tasks.append(task)
 
+    async def _stop_workers(self) -> None:
+        """Workers end in order (see ``AdapterWorker.stop``): what is on the wire is
+        answered and recorded and offsets are committed before the consumers leave."""
+        running = [t for t in self._tasks if t.get_name().startswith("adapter:") and not t.done()]
+        for worker in self.workers:
+            worker.stop()
+        if running:
+            grace = max((w.stop_grace_s for w in self.workers), default=0.0)
+            await asyncio.wait(running, timeout=grace + 5.0)
+
     async def wait(self) -> None:
         """Run until a part stops (the API server on a signal, or a crash); parts
         restarted on purpose (see ``_restart_workers``) do not count."""
@@ -366,6 +376,7 @@ class Runtime:
             self.server.should_exit = True
         if self.adapters is not None:
             await self.adapters.stop()
+        await self._stop_workers()
         for task in reversed(self._tasks):
             if task.get_name() != "api":
                 task.cancel()
@@ -394,6 +405,7 @@ def worker_policy(settings: Settings, config: OperatorConfig) -> WorkerPolicy:
         max_rate_per_s=config.max_rate_per_s,
         breaker_failure_threshold=config.breaker_failure_threshold,
         breaker_open_s=config.breaker_open_s,
+        stop_grace_s=settings.stop_grace_s,
     )
 
 

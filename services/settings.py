@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     link_test_interval_s: float = Field(default=300.0, ge=0)
     #: Retractions never dead-letter; past this they raise an alarm and keep retrying.
     retraction_alarm_after_s: float = Field(default=60.0, gt=0)
+    #: On a graceful stop, how long adapter workers wait for webhooks already on the wire.
+    stop_grace_s: float = Field(default=5.0, ge=0, le=60)
 
     alert_ttl_hours: float = Field(default=72.0, gt=0)
     #: How long personal data survives the end of an alert (KVKK); 0 erases at once.

@@ -112,6 +112,50 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
         await endpoint.stop()
 
 
+async def test_sigterm_stops_a_worker_in_order_and_nothing_is_sent_twice(
+    database_url: str, broker: EmbeddedBroker
+) -> None:
+    """An orchestrator's stop is SIGTERM: webhooks on the wire are answered and recorded,
+    offsets committed, the process exits 0, and its successor sends none of them again:
+    every webhook reaches the operator exactly once."""
+    endpoint = OperatorEndpoint(SECRET, delay_s=0.2)
+    await endpoint.start()
+    settings = _only_turkcell(database_url, broker.bootstrap_servers, endpoint)
+    service = Runtime(settings, Parts(operators=[]))
+    await service.start()
+    assert service.context is not None
+    db = service.context.db
+    worker = _adapter_process(settings)
+    try:
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+            alerts = [await create_alert(http) for _ in range(40)]
+
+            async def some_accepted() -> bool:
+                return len(endpoint.accepted()) >= 8
+
+            await eventually(some_accepted, timeout_s=60, what="the worker to start delivering")
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.wait, 20) == 0
+            accepted_before_stop = len(endpoint.accepted())
+            assert accepted_before_stop < len(alerts), "the stop must land mid-way"
+            worker = _adapter_process(settings)
+
+            async def all_delivered() -> bool:
+                rows = await deliveries(db, "turkcell")
+                return len(rows) == len(alerts) and all(r.status == "delivered" for r in rows)
+
+            await eventually(all_delivered, timeout_s=90, what="every delivery after restart")
+        expected = {(await delivery(db, a, "turkcell")).webhook_id for a in alerts}
+        sent = Counter(endpoint.accepted())
+        assert set(sent) == expected
+        assert max(sent.values()) == 1, "a webhook went out twice"
+    finally:
+        worker.kill()
+        worker.wait(10)
+        await service.stop()
+        await endpoint.stop()
+
+
 async def _dispatches_received(http: httpx.AsyncClient, alert_id: str) -> dict[str, int]:
     counts = {}
     for operator in OPERATORS:
