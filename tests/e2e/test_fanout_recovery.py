@@ -72,52 +72,14 @@ def _adapter_process(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
-async def test_a_worker_killed_mid_batch_loses_nothing(
-    database_url: str, broker: EmbeddedBroker
-) -> None:
-    endpoint = OperatorEndpoint(SECRET, delay_s=0.2)
-    await endpoint.start()
-    settings = _only_turkcell(database_url, broker.bootstrap_servers, endpoint)
-    service = Runtime(settings, Parts(operators=[]))
-    await service.start()
-    assert service.context is not None
-    db = service.context.db
-    worker = _adapter_process(settings)
-    try:
-        async with httpx.AsyncClient(base_url=service.base_url) as http:
-            alerts = [await create_alert(http) for _ in range(40)]
-
-            async def some_accepted() -> bool:
-                return len(set(endpoint.accepted())) >= 8
-
-            await eventually(some_accepted, timeout_s=60, what="the worker to start delivering")
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(10)
-            accepted_before_kill = len(set(endpoint.accepted()))
-            assert accepted_before_kill < len(alerts), "the kill must land mid-way"
-            worker = _adapter_process(settings)
-
-            async def all_delivered() -> bool:
-                rows = await deliveries(db, "turkcell")
-                return len(rows) == len(alerts) and all(r.status == "delivered" for r in rows)
-
-            await eventually(all_delivered, timeout_s=90, what="every delivery after restart")
-        expected = {(await delivery(db, a, "turkcell")).webhook_id for a in alerts}
-        assert set(endpoint.accepted()) == expected
-        assert all(h.verified for h in endpoint.hits)
-    finally:
-        worker.kill()
-        worker.wait(10)
-        await service.stop()
-        await endpoint.stop()
-
-
-async def test_sigterm_stops_a_worker_in_order_and_nothing_is_sent_twice(
-    database_url: str, broker: EmbeddedBroker
-) -> None:
-    """An orchestrator's stop is SIGTERM: webhooks on the wire are answered and recorded,
-    offsets committed, the process exits 0, and its successor sends none of them again:
-    every webhook reaches the operator exactly once."""
+async def _interrupted_mid_batch(
+    database_url: str,
+    broker: EmbeddedBroker,
+    interrupt: signal.Signals,
+) -> tuple[int, set[str], Counter[str]]:
+    """40 alerts through a separate turkcell adapter process, ``interrupt`` sent to it
+    mid-way, a fresh process until all are delivered. Returns the interrupted process's
+    exit code, the webhook ids owed and how often the endpoint accepted each."""
     endpoint = OperatorEndpoint(SECRET, delay_s=0.2)
     await endpoint.start()
     settings = _only_turkcell(database_url, broker.bootstrap_servers, endpoint)
@@ -134,10 +96,9 @@ async def test_sigterm_stops_a_worker_in_order_and_nothing_is_sent_twice(
                 return len(endpoint.accepted()) >= 8
 
             await eventually(some_accepted, timeout_s=60, what="the worker to start delivering")
-            worker.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(worker.wait, 20) == 0
-            accepted_before_stop = len(endpoint.accepted())
-            assert accepted_before_stop < len(alerts), "the stop must land mid-way"
+            worker.send_signal(interrupt)
+            code = await asyncio.to_thread(worker.wait, 20)  # the endpoint keeps answering
+            assert len(set(endpoint.accepted())) < len(alerts), "it must land mid-way"
             worker = _adapter_process(settings)
 
             async def all_delivered() -> bool:
@@ -146,14 +107,32 @@ async def test_sigterm_stops_a_worker_in_order_and_nothing_is_sent_twice(
 
             await eventually(all_delivered, timeout_s=90, what="every delivery after restart")
         expected = {(await delivery(db, a, "turkcell")).webhook_id for a in alerts}
-        sent = Counter(endpoint.accepted())
-        assert set(sent) == expected
-        assert max(sent.values()) == 1, "a webhook went out twice"
+        assert all(h.verified for h in endpoint.hits)
+        return code, expected, Counter(endpoint.accepted())
     finally:
         worker.kill()
         worker.wait(10)
         await service.stop()
         await endpoint.stop()
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    database_url: str, broker: EmbeddedBroker
+) -> None:
+    _, expected, sent = await _interrupted_mid_batch(database_url, broker, signal.SIGKILL)
+    assert set(sent) == expected
+
+
+async def test_sigterm_stops_a_worker_in_order_and_nothing_is_sent_twice(
+    database_url: str, broker: EmbeddedBroker
+) -> None:
+    """An orchestrator's stop is SIGTERM: webhooks on the wire are answered and recorded,
+    offsets committed, the process exits 0, and its successor sends none of them again:
+    every webhook reaches the operator exactly once."""
+    code, expected, sent = await _interrupted_mid_batch(database_url, broker, signal.SIGTERM)
+    assert code == 0
+    assert set(sent) == expected
+    assert max(sent.values()) == 1, "a webhook went out twice"
 
 
 async def _dispatches_received(http: httpx.AsyncClient, alert_id: str) -> dict[str, int]:
