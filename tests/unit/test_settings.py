@@ -89,3 +89,21 @@ def test_environment_variables_configure_operators(monkeypatch: pytest.MonkeyPat
     settings = Settings()
     assert settings.operators["turkcell"].endpoint_url == "http://127.0.0.1:9/x"
     assert settings.operators["turkcell"].timeout_s == 2.5
+
+
+@pytest.mark.parametrize("value", ["-1", "61", "soon"])
+def test_a_stop_grace_outside_0_to_60_seconds_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KAYIP_STOP_GRACE_S", value)
+    with pytest.raises(ValidationError, match="stop_grace_s"):
+        Settings()
+
+
+def test_the_stop_grace_reaches_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.runtime import worker_policy
+
+    monkeypatch.setenv("KAYIP_STOP_GRACE_S", "2.5")
+    settings = Settings()
+    policy = worker_policy(settings, settings.operators["turkcell"])
+    assert policy.stop_grace_s == 2.5
