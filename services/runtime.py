@@ -221,8 +221,8 @@ class Runtime:
                     "the broker lost its state; topics re-created",
                     extra={
                         "broker_restarted": restarted,
-                        "created": check.created,
-                        "recreated": check.recreated,
+                        "topics_created": check.created,
+                        "topics_recreated": check.recreated,
                     },
                 )
                 if self.workers:
