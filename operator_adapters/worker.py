@@ -202,8 +202,7 @@ class AdapterWorker:
         self._replay_below: dict[TopicPartition, int] = {}
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._paused: set[TopicPartition] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._jobs: dict[asyncio.Task[None], _Job] = {}
+        self._jobs: dict[asyncio.Task[None], _Job] = {}  # every running job's task
         self._stopping = False
         # Per alert (bounded LRUs): highest version retracted, highest version sent,
         # the last task of each lane (for order), the in-flight lock and the wake-up.
@@ -235,15 +234,11 @@ class AdapterWorker:
             await self._finish_in_flight()
             await self._commit()
         finally:
-            for task in list(self._tasks):
+            for task in list(self._jobs):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._jobs, return_exceptions=True)
             await self._recorder.stop()
             await self._consumer.stop()
-
-    @property
-    def stop_grace_s(self) -> float:
-        return self._policy.stop_grace_s
 
     def stop(self) -> None:
         """Ask ``run`` to end in order: no new records or attempts; attempts already on
@@ -259,8 +254,8 @@ class AdapterWorker:
         for task, job in list(self._jobs.items()):
             if not job.unrecorded:
                 task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self._policy.stop_grace_s)
+        if self._jobs:
+            await asyncio.wait(list(self._jobs), timeout=self._policy.stop_grace_s)
 
     async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
         """Fetched retractions first, whatever else is buffered: the consumer hands out
@@ -405,11 +400,9 @@ class AdapterWorker:
         previous = self._tails.get((lane, job.key))
         task = asyncio.create_task(self._run_job(job, previous))
         self._tails[(lane, job.key)] = task
-        self._tasks.add(task)
         self._jobs[task] = job
 
         def done(t: asyncio.Task[None]) -> None:
-            self._tasks.discard(t)
             self._jobs.pop(t, None)
             if self._tails.get((lane, job.key)) is t:
                 del self._tails[(lane, job.key)]

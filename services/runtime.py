@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from operator_adapters.worker import AdapterWorker, WorkerPolicy
 
 log = logging.getLogger(__name__)
+#: Adapter workers' task names start with this (then the operator's name).
+_WORKER_TASK = "adapter:"
 
 
 @dataclass
@@ -235,7 +237,7 @@ class Runtime:
         consumers: the broker forgot the groups too, and a consumer that was never told
         can keep fetching as a member of a group that no longer exists. What was owed
         is in the database; replays are checked there and the reconciler re-publishes."""
-        old = [t for t in self._tasks if t.get_name().startswith("adapter:")]
+        old = self._worker_tasks()
         self._restarting.update(old)
         for task in old:
             task.cancel()
@@ -279,7 +281,7 @@ class Runtime:
                 priority=priority,
             )
             self.workers.append(worker)
-            self._spawn(worker.run(), f"adapter:{name}")
+            self._spawn(worker.run(), f"{_WORKER_TASK}{name}")
 
     def _retraction_priority(self, topics: Topics) -> RetractionPriority:
         """One per process, kept across worker restarts: the workers share the loop.
@@ -355,12 +357,14 @@ class Runtime:
     async def _stop_workers(self) -> None:
         """Workers end in order (see ``AdapterWorker.stop``): what is on the wire is
         answered and recorded and offsets are committed before the consumers leave."""
-        running = [t for t in self._tasks if t.get_name().startswith("adapter:") and not t.done()]
+        running = [t for t in self._worker_tasks() if not t.done()]
         for worker in self.workers:
             worker.stop()
         if running:
-            grace = max((w.stop_grace_s for w in self.workers), default=0.0)
-            await asyncio.wait(running, timeout=grace + 5.0)
+            await asyncio.wait(running, timeout=self.settings.stop_grace_s + 5.0)
+
+    def _worker_tasks(self) -> list[asyncio.Task[None]]:
+        return [t for t in self._tasks if t.get_name().startswith(_WORKER_TASK)]
 
     async def wait(self) -> None:
         """Run until a part stops (the API server on a signal, or a crash); parts
