@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
+from operator_adapters.fetch_gate import FetchGate
 from operator_adapters.priority import RetractionPriority
 from operator_adapters.resilience import BreakerOpen, CircuitBreaker, RateLimiter, RetryPolicy
 from schemas.alerts import DeliveryStatus
@@ -113,6 +114,9 @@ class WorkerPolicy:
     breaker_open_s: float = 5.0
     #: A graceful stop waits this long for attempts already on the wire.
     stop_grace_s: float = 5.0
+    #: Pause fetching while idle, woken by ``nudge`` (see ``fetch_gate.py``).
+    idle_pause: bool = False
+    idle_recheck_s: float = 0.1
 
 
 class _Stopping(Exception):
@@ -201,7 +205,7 @@ class AdapterWorker:
         self.ready = asyncio.Event()
         self._replay_below: dict[TopicPartition, int] = {}
         self._progress: dict[TopicPartition, PartitionProgress] = {}
-        self._paused: set[TopicPartition] = set()
+        self._gate = FetchGate(consumer, policy.idle_pause, policy.idle_recheck_s)
         self._jobs: dict[asyncio.Task[None], _Job] = {}  # every running job's task
         self._stopping = False
         # Per alert (bounded LRUs): highest version retracted, highest version sent,
@@ -219,14 +223,30 @@ class AdapterWorker:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def paused(self) -> set[TopicPartition]:
+        return set(self._consumer.paused())
+
+    @property
+    def gate(self) -> FetchGate:
+        return self._gate
+
+    def nudge(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """Records were just published, up to ``ends`` ((topic, partition) -> offset
+        after the last): fetch them now."""
+        self._gate.nudge({TopicPartition(t, p): end for (t, p), end in ends.items()})
+
     # -- consuming ---------------------------------------------------------------
 
     async def run(self) -> None:
         self._consumer.subscribe(self._topics, listener=_Listener(self))
-        await self._consumer.start()
         try:
+            # Inside the try: a worker cancelled while its consumer starts (a restart
+            # during a broker outage) must still stop it, or the half-started consumer
+            # joins the group, takes partitions and never fetches them.
+            await self._consumer.start()
             while not self._stopping:
                 records = await self._poll()
+                self._gate.polled(_next_offsets(records))
                 if records:
                     await self._schedule(records)
                 await self._commit()
@@ -234,11 +254,13 @@ class AdapterWorker:
             await self._finish_in_flight()
             await self._commit()
         finally:
-            for task in list(self._jobs):
-                task.cancel()
-            await asyncio.gather(*self._jobs, return_exceptions=True)
-            await self._recorder.stop()
-            await self._consumer.stop()
+            try:
+                for task in list(self._jobs):
+                    task.cancel()
+                await asyncio.gather(*self._jobs, return_exceptions=True)
+                await self._recorder.stop()
+            finally:
+                await self._consumer.stop()
 
     def stop(self) -> None:
         """Ask ``run`` to end in order: no new records or attempts; attempts already on
@@ -267,7 +289,8 @@ class AdapterWorker:
         lane = [tp for tp in assignment if tp.topic == self._retraction_topic]
         urgent = await self._consumer.getmany(*lane, timeout_ms=0) if lane else {}
         batch = await self._consumer.getmany(
-            timeout_ms=0 if urgent else 200, max_records=MAX_RECORDS_PER_POLL
+            timeout_ms=0 if urgent else self._gate.poll_timeout_ms(),
+            max_records=MAX_RECORDS_PER_POLL,
         )
         return [r for rs in (*urgent.values(), *batch.values()) for r in rs]
 
@@ -277,12 +300,13 @@ class AdapterWorker:
             self._replay_below.update(ends)
             for tp in partitions:
                 self._progress[tp] = PartitionProgress()
+            self._gate.assigned()
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         await self._commit()
         for tp in partitions:
             self._progress.pop(tp, None)
-            self._paused.discard(tp)
+        self._gate.forget(partitions)
 
     async def _commit(self) -> None:
         offsets = {}
@@ -307,13 +331,12 @@ class AdapterWorker:
 
     def _flow_control(self) -> None:
         """Pause a partition with too much unfinished work; the other lane keeps flowing."""
+        held = self._gate.held
         for tp, progress in self._progress.items():
-            if tp not in self._paused and len(progress) > PAUSE_ABOVE:
-                self._consumer.pause(tp)
-                self._paused.add(tp)
-            elif tp in self._paused and len(progress) < RESUME_BELOW:
-                self._consumer.resume(tp)
-                self._paused.discard(tp)
+            if tp not in held and len(progress) > PAUSE_ABOVE:
+                self._gate.hold(tp)
+            elif tp in held and len(progress) < RESUME_BELOW:
+                self._gate.release(tp)
 
     async def _schedule(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         jobs: list[_Job] = []
@@ -774,6 +797,15 @@ class _Result:
 
 
 SUPERSEDED = _Failure("superseded", None, None, retriable=False)
+
+
+def _next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last record received."""
+    ends: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+    return ends
 
 
 def _ids(job: _Job, operator: str) -> dict[str, object]:

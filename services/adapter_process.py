@@ -10,7 +10,10 @@ it had not finished is still uncommitted in Kafka, and owed in the database), an
 tells it on its stdin, one alert id per line, which alerts a resolve here has just
 retracted, so the child holds dispatches back from that moment (see
 ``operator_adapters/priority.py``), not only once its workers fetch the retraction.
-The child exits when its stdin closes: it never outlives this process.
+A line starting with ``>`` says the relay here has just published, and up to which
+offsets (``topic partition end`` triples): the child's idle consumers fetch at once
+(``operator_adapters/fetch_gate.py``). The child exits when its stdin
+closes: it never outlives this process.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from services.relay import PublishedEnds
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +100,19 @@ class AdapterProcess:
     def expect(self, alert_id: str) -> None:
         """A retraction was committed here: the child holds dispatches back for it.
         Best effort: a child that is not running has nothing in flight to hold."""
+        self._tell(alert_id.encode() + b"\n")
+
+    def published(self, ends: PublishedEnds) -> None:
+        """The relay here has published: the child's idle consumers fetch now. Best
+        effort too: a lost wake-up costs at most the child's recheck interval."""
+        self._tell(encode_published(ends))
+
+    def _tell(self, line: bytes) -> None:
         process = self._process
         if process is None or process.returncode is not None or process.stdin is None:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            process.stdin.write(alert_id.encode() + b"\n")
+            process.stdin.write(line)
 
     async def restart(self) -> None:
         """A fresh child at once (the broker lost its state and forgot the consumer
@@ -166,13 +179,38 @@ def _forget_metrics_of(pid: int) -> None:
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-async def read_expectations(on_alert: Callable[[str], None]) -> None:
-    """The child's side of the stdin channel: call ``on_alert(alert_id)`` per line;
-    return when stdin ends (the parent has gone, or is stopping this process)."""
+def encode_published(ends: PublishedEnds) -> bytes:
+    """``> topic partition end ...``: topic names hold no spaces (Kafka allows only
+    letters, digits, ``.``, ``_`` and ``-``), alert ids never start with ``>``."""
+    fields = [f"{topic} {partition} {end}" for (topic, partition), end in ends.items()]
+    return " ".join([">", *fields]).encode() + b"\n"
+
+
+def decode_published(line: str) -> PublishedEnds | None:
+    """The ends a ``>`` line carries; None for any other line (or a garbled one)."""
+    words = line.split()
+    if not words or words[0] != ">" or len(words) % 3 != 1:
+        return None
+    try:
+        return {(words[i], int(words[i + 1])): int(words[i + 2]) for i in range(1, len(words), 3)}
+    except ValueError:
+        return None
+
+
+async def read_control(
+    on_retraction: Callable[[str], None], on_published: Callable[[PublishedEnds], None]
+) -> None:
+    """The child's side of the stdin channel: ``on_published(ends)`` for a ``>`` line,
+    ``on_retraction(alert_id)`` for any other; return when stdin ends (the parent has
+    gone, or is stopping this process)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
-        alert_id = line.strip().decode(errors="replace")
-        if alert_id:
-            on_alert(alert_id)
+        text = line.strip().decode(errors="replace")
+        if text.startswith(">"):
+            ends = decode_published(text)
+            if ends is not None:
+                on_published(ends)
+        elif text:
+            on_retraction(text)

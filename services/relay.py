@@ -33,9 +33,14 @@ from services.outbox import OutboxFeed, PendingEvent
 log = logging.getLogger(__name__)
 
 
+#: (topic, partition) -> the offset after the last record just published there.
+PublishedEnds = dict[tuple[str, int], int]
+
+
 class Publisher(Protocol):
-    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
-        """Publish (topic, key, value) messages; return only when all are acknowledged."""
+    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> PublishedEnds:
+        """Publish (topic, key, value) messages; return only when all are acknowledged,
+        with where they landed."""
 
 
 class OutboxRelay:
@@ -48,9 +53,12 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         sweep_grace_s: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_published: Callable[[PublishedEnds], None] | None = None,
     ) -> None:
         """``sweep_grace_s``: how old a row must be before the periodic sweep takes it;
-        0 when no writer in this process feeds the relay, a few seconds when one does."""
+        0 when no writer in this process feeds the relay, a few seconds when one does.
+        ``on_published(ends)`` runs once the broker has acknowledged a batch: it wakes
+        idle consumers (``operator_adapters/fetch_gate.py``)."""
         self._db = db
         self._publisher = publisher
         self._feed = feed
@@ -58,6 +66,7 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._grace = timedelta(seconds=sweep_grace_s)
         self._clock = clock
+        self._on_published = on_published
         self._catching_up = True
         self._unmarked: list[str] = []
         self._next_sweep = 0.0
@@ -126,7 +135,9 @@ class OutboxRelay:
         return len(events)
 
     async def _publish(self, events: Sequence[PendingEvent]) -> None:
-        await self._publisher.publish([(e.topic, e.key, e.value) for e in events])
+        ends = await self._publisher.publish([(e.topic, e.key, e.value) for e in events])
+        if self._on_published is not None:
+            self._on_published(ends)
         OUTBOX_PUBLISHED.inc(len(events))
 
     async def _mark(self) -> None:

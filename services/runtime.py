@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from services.adapter_process import AdapterProcess, child_environment, read_expectations
+from services.adapter_process import AdapterProcess, child_environment, read_control
 from services.context import ServiceContext
 from services.db.engine import Database
 from services.db.migrate import upgrade_to_head
@@ -33,7 +33,7 @@ from services.messaging.topics import Topics, consumer_group
 from services.outbox import PendingEvent
 from services.outbox_listener import listen
 from services.reconciler import Reconciler
-from services.relay import OutboxRelay
+from services.relay import OutboxRelay, PublishedEnds
 from services.settings import OperatorConfig, Settings
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class Runtime:
                 # With the API in this process, fresh rows come through the feed;
                 # the sweep leaves them a grace period so the two never race.
                 sweep_grace_s=2.0 if self.parts.api else 0.0,
+                on_published=self._published,
             )
             self._spawn(relay.run(), "relay")
             if not settings.is_sqlite and not self.parts.api:
@@ -138,7 +139,7 @@ class Runtime:
             self._retraction_priority(topics)  # made by the workers, unless there are none
             # When stdin ends (the parent stops us, or is gone) this part ends: wait()
             # returns and the process stops.
-            self._spawn(read_expectations(self._expect_retraction), "control")
+            self._spawn(read_control(self._expect_retraction, self._published), "control")
 
     def _start_adapter_process(self, topics: Topics) -> None:
         """The workers in a child: the same settings, except what only this process
@@ -150,6 +151,7 @@ class Runtime:
                 "KAYIP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "KAYIP_KAFKA_ENABLE_IDEMPOTENCE": str(settings.idempotent_producer).lower(),
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
+                "KAYIP_KAFKA_IDLE_PAUSE": str(settings.idle_pause).lower(),
             }
         )
         self.adapters = AdapterProcess(env)
@@ -166,6 +168,19 @@ class Runtime:
                 call(event.key.decode())
 
         self.context.feed.watch(watch)
+
+    def _published(self, ends: PublishedEnds) -> None:
+        """The relay has published: wake the consumers it feeds, here or in the child."""
+        for worker in self.workers:
+            worker.nudge(ends)
+        if self.adapters is not None:
+            self.adapters.published(ends)
+
+    @property
+    def _wakes_consumers(self) -> bool:
+        """Whether this process's consumers hear of every publish (from the relay here,
+        or from ``serve`` on stdin); without that an idle pause would only add latency."""
+        return self.settings.idle_pause and (self.parts.relay or self.parts.control_stdin)
 
     def _expect_retraction(self, alert_id: str) -> None:
         """Hold this process's dispatches back until every worker here fetched it."""
@@ -274,7 +289,7 @@ class Runtime:
                 adapter,
                 consumer,
                 recorder,
-                worker_policy(settings, config),
+                worker_policy(settings, config, idle_pause=self._wakes_consumers),
                 dispatch_topic=topics.alert_events,
                 retraction_topic=topics.retractions,
                 dead_letters=dead_letters,
@@ -397,7 +412,9 @@ class Runtime:
             await self.broker.stop()
 
 
-def worker_policy(settings: Settings, config: OperatorConfig) -> WorkerPolicy:
+def worker_policy(
+    settings: Settings, config: OperatorConfig, idle_pause: bool = False
+) -> WorkerPolicy:
     from operator_adapters.resilience import RetryPolicy
     from operator_adapters.worker import WorkerPolicy
 
@@ -410,6 +427,8 @@ def worker_policy(settings: Settings, config: OperatorConfig) -> WorkerPolicy:
         breaker_failure_threshold=config.breaker_failure_threshold,
         breaker_open_s=config.breaker_open_s,
         stop_grace_s=settings.stop_grace_s,
+        idle_pause=idle_pause,
+        idle_recheck_s=settings.kafka_idle_recheck_ms / 1000,
     )
 
 

@@ -7,19 +7,27 @@ import json
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from services.relay import PublishedEnds
 
 
 class KafkaPublisher:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> PublishedEnds:
         # send() only enqueues, in call order, per partition; awaiting every
         # future keeps the batch all-or-retry.
         futures = [
             await self._producer.send(topic, value=value, key=key) for topic, key, value in messages
         ]
-        await asyncio.gather(*futures)
+        landed: list[RecordMetadata] = await asyncio.gather(*futures)
+        ends: PublishedEnds = {}
+        for record in landed:
+            place = (record.topic, record.partition)
+            ends[place] = max(ends.get(place, 0), record.offset + 1)
+        return ends
 
 
 class KafkaDeadLetters:

@@ -49,6 +49,9 @@ async def serve(
             "KAYIP_DATABASE_URL": database_url,
             "KAYIP_LINK_TEST_INTERVAL_S": "0",
             "KAYIP_RECONCILE_INTERVAL_S": "1",
+            # Idle consumers never recheck during the test: every alert reaches the
+            # child's consumers through serve's wake-up on the child's stdin.
+            "KAYIP_KAFKA_IDLE_RECHECK_MS": "600000",
             "KAYIP_API_KEYS": json.dumps(
                 [
                     {

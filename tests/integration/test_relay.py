@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from schemas.alerts import AlertCreate, AlertResolve, ResolutionReason
 from services.context import ServiceContext
 from services.db.models import OutboxEvent
-from services.relay import OutboxRelay
+from services.relay import OutboxRelay, PublishedEnds
 from tests.fixtures.payloads import alert_body
 
 pytestmark = pytest.mark.asyncio
@@ -23,10 +23,11 @@ class FakePublisher:
         self.published: list[tuple[str, bytes, bytes]] = []
         self.down = False
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
+    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> PublishedEnds:
         if self.down:
             raise ConnectionError("broker unreachable")
         self.published.extend(messages)
+        return {}
 
 
 async def _create(context: ServiceContext) -> str:

@@ -1,0 +1,200 @@
+"""An idle consumer stops fetching until something is published.
+
+Why: the embedded broker (Tansu 0.6) answers a fetch at once when it holds records,
+but when it holds none it waits the whole ``fetch_max_wait_ms`` and never wakes for
+records that arrive meanwhile. To keep an alert's latency low, consumers therefore
+fetch with a 2 ms wait: each of the three operators' consumers polls every partition
+of both lanes about 400 times a second. Idle, that cost half a core in the broker
+and a third of one in the adapter process (bench/RESULTS.md, "Session 6") on a
+two-core machine where every alert competes for those cores.
+
+The relay knows what it has published: the broker acknowledged records up to some
+offset of some partitions. It tells the consumers (``nudge``): in its own process
+directly, in ``serve``'s adapter child through the child's stdin. A consumer that is
+owed nothing and has fetched nothing for ``LINGER_S`` pauses every partition
+(aiokafka then sends no fetch at all) until the next nudge, and looks once every
+``recheck_s`` anyway, for records somebody published without a nudge (a ``relay``
+process elsewhere, a restarted child).
+
+A nudge names the offsets it promises, and the gate stays awake until it has received
+them (or the partition went to another consumer, or ``OWED_FOR_S`` passed): a fetch
+that was already on its way when the records were published comes back empty, and a
+paused partition's fetched records are dropped by aiokafka, so "nothing for a while"
+alone would lose the race under load and leave the records to the next recheck.
+
+Apache Kafka holds a fetch and answers as soon as a record arrives, so with it the
+gate stays off (``Settings.idle_pause``). Flow control pauses partitions too
+(``hold``/``release``); a partition paused for either reason stays paused, so the
+two never undo each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from aiokafka import TopicPartition
+
+#: Awake this long after the last record or nudge.
+LINGER_S = 0.005
+#: A promised offset stops keeping the gate awake after this long (a broker that lost
+#: its log never reaches it); the next recheck still finds whatever is there.
+OWED_FOR_S = 1.0
+#: A recheck stays awake until one fetch sent after it has been answered, or this long.
+RECHECK_MAX_S = 0.05
+#: The longest a poll waits while awake (the worker's loop then commits offsets).
+AWAKE_POLL_S = 0.2
+
+
+class PausableConsumer(Protocol):
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def pause(self, *partitions: TopicPartition) -> None: ...
+
+    def resume(self, *partitions: TopicPartition) -> None: ...
+
+    def last_poll_timestamp(self, partition: TopicPartition) -> int | None: ...
+
+
+class FetchGate:
+    """Which of a consumer's partitions fetch, and when it sleeps. One per consumer."""
+
+    def __init__(
+        self,
+        consumer: PausableConsumer,
+        enabled: bool,
+        recheck_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._consumer = consumer
+        self.enabled = enabled
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._wall_ms = wall_ms  # aiokafka stamps fetch responses with this clock
+        self._held: set[TopicPartition] = set()  # paused by flow control
+        self._owed: dict[TopicPartition, tuple[int, float]] = {}  # end offset, until when
+        self.asleep = False
+        self._awake_until = clock() + LINGER_S
+        self._next_recheck = 0.0
+        self._recheck: tuple[int, float] | None = None  # started at (wall ms), gives up at
+        #: How often the gate fell asleep and was nudged (tests and benches read them).
+        self.sleeps = 0
+        self.nudges = 0
+
+    # -- flow control -------------------------------------------------------------
+
+    @property
+    def held(self) -> frozenset[TopicPartition]:
+        return frozenset(self._held)
+
+    def hold(self, tp: TopicPartition) -> None:
+        """Too much unfinished work on ``tp``: no fetching it until ``release``."""
+        if tp not in self._held:
+            self._held.add(tp)
+            self._consumer.pause(tp)
+
+    def release(self, tp: TopicPartition) -> None:
+        """``tp`` may fetch again; it had a backlog, so the gate wakes for it."""
+        if tp in self._held:
+            self._held.discard(tp)
+            if self.asleep:
+                self._wake(LINGER_S)
+            else:
+                self._consumer.resume(tp)
+
+    def assigned(self) -> None:
+        """New partitions: stay awake until their first fetch is answered (whatever
+        was published before this consumer owned them, nudged or not, is there)."""
+        if self.enabled:
+            self._recheck = (self._wall_ms(), self._clock() + OWED_FOR_S)
+            self._wake(0.0)
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Revoked partitions: the consumer has dropped their state already."""
+        self._held.difference_update(partitions)
+
+    # -- idling -------------------------------------------------------------------
+
+    def nudge(self, ends: Mapping[TopicPartition, int]) -> None:
+        """Records were just published, up to (not including) ``ends``: fetch them."""
+        self.nudges += 1
+        if not self.enabled:
+            return
+        until = self._clock() + OWED_FOR_S
+        for tp, end in ends.items():
+            owed = self._owed.get(tp)
+            if owed is None or owed[0] < end:
+                self._owed[tp] = (end, until)
+        self._wake(LINGER_S)
+
+    def poll_timeout_ms(self) -> int:
+        """How long the worker's next poll may wait for records."""
+        longest = int(AWAKE_POLL_S * 1000)
+        if not self.enabled:
+            return longest
+        until = self._next_recheck if self.asleep else self._awake_until
+        return max(1, min(longest, int((until - self._clock()) * 1000) + 1))
+
+    def polled(self, received: Mapping[TopicPartition, int]) -> None:
+        """After each poll, with the next offset of every partition it returned records
+        of: stay awake while records flow or are owed, sleep once neither, and look
+        again every ``recheck_s`` while asleep."""
+        if not self.enabled:
+            return
+        now = self._clock()
+        for tp, next_offset in received.items():
+            owed = self._owed.get(tp)
+            if owed is not None and next_offset >= owed[0]:
+                del self._owed[tp]
+        if received:
+            self._recheck = None
+            self._wake(LINGER_S)
+        elif self.asleep:
+            if now >= self._next_recheck:
+                self._recheck = (self._wall_ms(), now + RECHECK_MAX_S)
+                self._wake(0.0)
+            else:
+                self._pause_all()  # partitions assigned since it fell asleep
+        elif now >= self._awake_until and not self._owes(now) and not self._rechecking(now):
+            self.asleep = True
+            self.sleeps += 1
+            self._next_recheck = now + self._recheck_s
+            self._pause_all()
+
+    def _owes(self, now: float) -> bool:
+        assigned = self._consumer.assignment()
+        for tp, (_, until) in list(self._owed.items()):
+            if tp not in assigned or now >= until:
+                del self._owed[tp]
+        return bool(self._owed)
+
+    def _rechecking(self, now: float) -> bool:
+        """Whether a recheck is still waiting for its fetch to be answered."""
+        if self._recheck is None:
+            return False
+        started_ms, gives_up = self._recheck
+        answered = any(
+            (self._consumer.last_poll_timestamp(tp) or 0) > started_ms for tp in self._fetchable()
+        )
+        if answered or now >= gives_up:
+            self._recheck = None
+            return False
+        return True
+
+    def _wake(self, linger_s: float) -> None:
+        self._awake_until = max(self._awake_until, self._clock() + linger_s)
+        if self.asleep:
+            self.asleep = False
+            fetchable = self._fetchable()
+            if fetchable:
+                self._consumer.resume(*fetchable)
+
+    def _pause_all(self) -> None:
+        fetchable = self._fetchable()
+        if fetchable:
+            self._consumer.pause(*fetchable)
+
+    def _fetchable(self) -> set[TopicPartition]:
+        return self._consumer.assignment() - self._held
