@@ -16,6 +16,11 @@ owed nothing and has fetched nothing for ``LINGER_S`` pauses every partition
 ``recheck_s`` anyway, for records somebody published without a nudge (a ``relay``
 process elsewhere, a restarted child).
 
+Only an idle worker sleeps: while it has deliveries running or partitions held back
+by flow control (a backlog), the gate stays out of the way. Pausing then would make
+aiokafka drop records already fetched for the paused partitions, to be fetched again,
+and would leave a released partition waiting for the next recheck.
+
 A nudge names the offsets it promises, and the gate stays awake until it has received
 them (or the partition went to another consumer, or ``OWED_FOR_S`` passed): a fetch
 that was already on its way when the records were published comes back empty, and a
@@ -23,7 +28,10 @@ paused partition's fetched records are dropped by aiokafka, so "nothing for a wh
 alone would lose the race under load and leave the records to the next recheck.
 
 Apache Kafka holds a fetch and answers as soon as a record arrives, so with it the
-gate stays off (``Settings.idle_pause``). Flow control pauses partitions too
+gate is pointless. With the embedded broker it is off by default too
+(``KAYIP_KAFKA_IDLE_PAUSE``): it saved the idle CPU above and a few milliseconds per
+sequential alert, but under a 15,000-record dispatch backlog retractions took 3-5
+times longer in 3 of 5 bench runs, for a reason not yet found. Flow control pauses partitions too
 (``hold``/``release``); a partition paused for either reason stays paused, so the
 two never undo each other.
 """
@@ -76,6 +84,7 @@ class FetchGate:
         self._held: set[TopicPartition] = set()  # paused by flow control
         self._owed: dict[TopicPartition, tuple[int, float]] = {}  # end offset, until when
         self.asleep = False
+        self._busy = False
         self._awake_until = clock() + LINGER_S
         self._next_recheck = 0.0
         self._recheck: tuple[int, float] | None = None  # started at (wall ms), gives up at
@@ -132,15 +141,16 @@ class FetchGate:
     def poll_timeout_ms(self) -> int:
         """How long the worker's next poll may wait for records."""
         longest = int(AWAKE_POLL_S * 1000)
-        if not self.enabled:
+        if not self.enabled or self._busy:
             return longest
         until = self._next_recheck if self.asleep else self._awake_until
         return max(1, min(longest, int((until - self._clock()) * 1000) + 1))
 
-    def polled(self, received: Mapping[TopicPartition, int]) -> None:
+    def polled(self, received: Mapping[TopicPartition, int], busy: bool = False) -> None:
         """After each poll, with the next offset of every partition it returned records
-        of: stay awake while records flow or are owed, sleep once neither, and look
-        again every ``recheck_s`` while asleep."""
+        of, and whether the worker still has work running: stay awake while records
+        flow, are owed or are being worked on; sleep once none; look again every
+        ``recheck_s`` while asleep."""
         if not self.enabled:
             return
         now = self._clock()
@@ -148,7 +158,10 @@ class FetchGate:
             owed = self._owed.get(tp)
             if owed is not None and next_offset >= owed[0]:
                 del self._owed[tp]
-        if received:
+        self._busy = busy or bool(self._held)
+        if self._busy:
+            self._wake(LINGER_S)
+        elif received:
             self._recheck = None
             self._wake(LINGER_S)
         elif self.asleep:

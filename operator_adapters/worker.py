@@ -246,7 +246,7 @@ class AdapterWorker:
             await self._consumer.start()
             while not self._stopping:
                 records = await self._poll()
-                self._gate.polled(_next_offsets(records))
+                self._gate.polled(_next_offsets(records), busy=bool(self._jobs))
                 if records:
                     await self._schedule(records)
                 await self._commit()

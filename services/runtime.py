@@ -151,7 +151,7 @@ class Runtime:
                 "KAYIP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "KAYIP_KAFKA_ENABLE_IDEMPOTENCE": str(settings.idempotent_producer).lower(),
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
-                "KAYIP_KAFKA_IDLE_PAUSE": str(settings.idle_pause).lower(),
+                "KAYIP_KAFKA_IDLE_PAUSE": str(settings.kafka_idle_pause).lower(),
             }
         )
         self.adapters = AdapterProcess(env)
@@ -180,7 +180,7 @@ class Runtime:
     def _wakes_consumers(self) -> bool:
         """Whether this process's consumers hear of every publish (from the relay here,
         or from ``serve`` on stdin); without that an idle pause would only add latency."""
-        return self.settings.idle_pause and (self.parts.relay or self.parts.control_stdin)
+        return self.settings.kafka_idle_pause and (self.parts.relay or self.parts.control_stdin)
 
     def _expect_retraction(self, alert_id: str) -> None:
         """Hold this process's dispatches back until every worker here fetched it."""

@@ -102,10 +102,11 @@ class Settings(BaseSettings):
     #: dispatches in one response would hold it back.
     kafka_max_partition_fetch_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     kafka_session_timeout_ms: int | None = Field(default=None, ge=1000, le=300000)
-    #: Idle consumers stop fetching until the relay wakes them (default: with the
-    #: embedded broker, which never wakes a waiting fetch itself); see
-    #: ``operator_adapters/fetch_gate.py``.
-    kafka_idle_pause: bool | None = None
+    #: Idle consumers stop fetching until the relay wakes them (only useful with the
+    #: embedded broker, which never wakes a waiting fetch itself). Off: under a dispatch
+    #: backlog it made retractions slower in 3 of 5 bench runs (bench/RESULTS.md,
+    #: "Session 6"); see ``operator_adapters/fetch_gate.py``.
+    kafka_idle_pause: bool = False
     #: A paused consumer still looks this often, for records published without a wake-up.
     kafka_idle_recheck_ms: int = Field(default=100, ge=1, le=600_000)
 
@@ -207,13 +208,6 @@ class Settings(BaseSettings):
         if self.kafka_enable_idempotence is not None:
             return self.kafka_enable_idempotence
         return not self.embedded_broker
-
-    @property
-    def idle_pause(self) -> bool:
-        """Apache Kafka answers a waiting fetch when records arrive; Tansu does not."""
-        if self.kafka_idle_pause is not None:
-            return self.kafka_idle_pause
-        return self.embedded_broker
 
     @property
     def consumer_session_timeout_ms(self) -> int:

@@ -57,8 +57,6 @@ def make_settings(database_url: str, bootstrap: str | None = None, **overrides: 
         "kafka_bootstrap_servers": bootstrap,
         "kafka_enable_idempotence": False,
         "kafka_session_timeout_ms": 2000,
-        # The tests' broker is the embedded one (Tansu), as under ``serve``.
-        "kafka_idle_pause": True,
         "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}",
         "port": free_port(),
         "simulator_enabled": True,

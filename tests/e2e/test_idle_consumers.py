@@ -27,7 +27,12 @@ NEVER_MS = 600_000  # no recheck during the test
 async def test_idle_consumers_pause_and_the_relays_nudge_delivers(
     database_url: str, broker: EmbeddedBroker
 ) -> None:
-    settings = make_settings(database_url, broker.bootstrap_servers, kafka_idle_recheck_ms=NEVER_MS)
+    settings = make_settings(
+        database_url,
+        broker.bootstrap_servers,
+        kafka_idle_pause=True,
+        kafka_idle_recheck_ms=NEVER_MS,
+    )
     async with running(settings) as run:
         workers = run.service.workers
         assert len(workers) == 3
@@ -63,7 +68,7 @@ async def test_idle_consumers_pause_and_the_relays_nudge_delivers(
 async def test_without_the_gate_consumers_keep_fetching(
     database_url: str, broker: EmbeddedBroker
 ) -> None:
-    settings = make_settings(database_url, broker.bootstrap_servers, kafka_idle_pause=False)
+    settings = make_settings(database_url, broker.bootstrap_servers)  # the default
     async with running(settings) as run:
         alert_id = await create_alert(run.http)
         await wait_delivered_everywhere(run.http, alert_id, timeout_s=20)

@@ -38,7 +38,7 @@ def _adapter_child(pid: int) -> int | None:
 
 @pytest.fixture
 async def serve(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("KAYIP_")}
@@ -49,9 +49,6 @@ async def serve(
             "KAYIP_DATABASE_URL": database_url,
             "KAYIP_LINK_TEST_INTERVAL_S": "0",
             "KAYIP_RECONCILE_INTERVAL_S": "1",
-            # Idle consumers never recheck during the test: every alert reaches the
-            # child's consumers through serve's wake-up on the child's stdin.
-            "KAYIP_KAFKA_IDLE_RECHECK_MS": "600000",
             "KAYIP_API_KEYS": json.dumps(
                 [
                     {
@@ -68,6 +65,7 @@ async def serve(
             ),
         }
     )
+    env.update(getattr(request, "param", {}))  # a test's own settings
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve"],
@@ -151,6 +149,36 @@ async def test_serve_delivers_through_its_adapter_process_and_survives_its_death
     assert await asyncio.to_thread(process.wait, 30) == 0
     assert not Path(f"/proc/{second_child}").exists()
     assert not Path(metrics_dir).exists()
+
+
+@pytest.mark.parametrize(
+    "serve",
+    # Idle consumers never recheck during the test: every alert reaches the child's
+    # consumers through serve's wake-up on the child's stdin.
+    [{"KAYIP_KAFKA_IDLE_PAUSE": "true", "KAYIP_KAFKA_IDLE_RECHECK_MS": "600000"}],
+    indirect=True,
+)
+async def test_serve_wakes_its_childs_idle_consumers(
+    serve: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, base_url = serve
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        for _ in range(2):
+            alert_id = await create_alert(http)
+            await wait_delivered_everywhere(http, alert_id, timeout_s=30)
+            response = await http.post(
+                f"/v1/alerts/{alert_id}/resolve", json={"reason": "found_safe"}, headers=auth()
+            )
+            assert response.status_code == 202, response.text
+
+            async def retracted(alert_id: str = alert_id) -> bool:
+                state = (await http.get(f"/v1/alerts/{alert_id}", headers=auth(READER_KEY))).json()
+                kinds = [d for d in state["deliveries"] if d["kind"] == "retraction"]
+                return len(kinds) == 3 and {d["status"] for d in kinds} == {"delivered"}
+
+            await eventually(retracted, timeout_s=30, what="the retraction everywhere")
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, 30) == 0
 
 
 def _environ_of(pid: int) -> dict[str, str]:

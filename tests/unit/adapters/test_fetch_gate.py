@@ -177,14 +177,31 @@ def test_flow_control_and_idling_never_undo_each_other() -> None:
     gate, consumer, clock = _gate()
     gate.hold(DISPATCH[0])
     assert consumer.paused == {DISPATCH[0]}
-    _idle_until_asleep(gate, clock)
+    clock.now += LINGER_S * 10
+    gate.polled({})
+    assert not gate.asleep  # a held partition is a backlog: not idle
     gate.nudge({RETRACTION[0]: 1})
     assert consumer.paused == {DISPATCH[0]}  # waking does not resume a held partition
+    gate.release(DISPATCH[0])
+    assert consumer.paused == set()
     gate.polled({RETRACTION[0]: 1})
     _idle_until_asleep(gate, clock)
-    gate.release(DISPATCH[0])  # its backlog is waiting: the gate wakes for it
+    gate.hold(DISPATCH[1])
+    gate.release(DISPATCH[1])  # released while asleep: its backlog waits, so it wakes
     assert not gate.asleep
     assert consumer.paused == set()
+
+
+def test_a_busy_worker_never_sleeps_and_polls_as_before() -> None:
+    """Pausing a busy consumer would drop records it has fetched but not handed out."""
+    gate, consumer, clock = _gate()
+    for _ in range(10):
+        clock.now += LINGER_S * 10
+        gate.polled({}, busy=True)
+        assert not gate.asleep
+        assert gate.poll_timeout_ms() == 200
+    gate.polled({}, busy=False)
+    _idle_until_asleep(gate, clock)
 
 
 def test_disabled_it_never_pauses_and_polls_as_before() -> None:
