@@ -125,7 +125,8 @@ class Runtime:
                 # With the API in this process, fresh rows come through the feed;
                 # the sweep leaves them a grace period so the two never race.
                 sweep_grace_s=2.0 if self.parts.api else 0.0,
-                on_published=self._published,
+                # Wake-ups only matter to consumers that pause (``fetch_gate.py``).
+                on_published=self._published if settings.kafka_idle_pause else None,
             )
             self._spawn(relay.run(), "relay")
             if not settings.is_sqlite and not self.parts.api:
