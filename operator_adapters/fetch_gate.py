@@ -39,7 +39,7 @@ two never undo each other.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from aiokafka import TopicPartition
@@ -53,6 +53,19 @@ OWED_FOR_S = 1.0
 RECHECK_MAX_S = 0.05
 #: The longest a poll waits while awake (the worker's loop then commits offsets).
 AWAKE_POLL_S = 0.2
+
+
+class Received(Protocol):
+    """What the gate reads of a fetched record (aiokafka's ``ConsumerRecord``)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
 
 
 class PausableConsumer(Protocol):
@@ -146,14 +159,15 @@ class FetchGate:
         until = self._next_recheck if self.asleep else self._awake_until
         return max(1, min(longest, int((until - self._clock()) * 1000) + 1))
 
-    def polled(self, received: Mapping[TopicPartition, int], busy: bool = False) -> None:
-        """After each poll, with the next offset of every partition it returned records
-        of, and whether the worker still has work running: stay awake while records
-        flow, are owed or are being worked on; sleep once none; look again every
-        ``recheck_s`` while asleep."""
+    def polled(self, records: Sequence[Received], busy: bool = False) -> None:
+        """After each poll, with the records it returned and whether the worker still
+        has work running: stay awake while records flow, are owed or are being worked
+        on; sleep once none; look again every ``recheck_s`` while asleep. Disabled, it
+        does nothing (the worker's loop calls it on every poll)."""
         if not self.enabled:
             return
         now = self._clock()
+        received = _next_offsets(records)
         for tp, next_offset in received.items():
             owed = self._owed.get(tp)
             if owed is not None and next_offset >= owed[0]:
@@ -211,3 +225,12 @@ class FetchGate:
 
     def _fetchable(self) -> set[TopicPartition]:
         return self._consumer.assignment() - self._held
+
+
+def _next_offsets(records: Sequence[Received]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last record received."""
+    ends: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+    return ends

@@ -246,7 +246,7 @@ class AdapterWorker:
             await self._consumer.start()
             while not self._stopping:
                 records = await self._poll()
-                self._gate.polled(_next_offsets(records), busy=bool(self._jobs))
+                self._gate.polled(records, busy=bool(self._jobs))
                 if records:
                     await self._schedule(records)
                 await self._commit()
@@ -797,15 +797,6 @@ class _Result:
 
 
 SUPERSEDED = _Failure("superseded", None, None, retriable=False)
-
-
-def _next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
-    """Per partition, the offset after the last record received."""
-    ends: dict[TopicPartition, int] = {}
-    for r in records:
-        tp = TopicPartition(r.topic, r.partition)
-        ends[tp] = max(ends.get(tp, 0), r.offset + 1)
-    return ends
 
 
 def _ids(job: _Job, operator: str) -> dict[str, object]:

@@ -3,12 +3,26 @@ records it was promised."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiokafka import TopicPartition
 
 from operator_adapters.fetch_gate import LINGER_S, OWED_FOR_S, RECHECK_MAX_S, FetchGate
 
 DISPATCH = [TopicPartition("kayip.alert.events", p) for p in range(3)]
 RETRACTION = [TopicPartition("kayip.retractions", p) for p in range(3)]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+
+
+def _got(next_offsets: dict[TopicPartition, int]) -> list[Record]:
+    """A poll's records: the last one of each partition just below ``next_offsets``."""
+    return [Record(tp.topic, tp.partition, end - 1) for tp, end in next_offsets.items()]
 
 
 class FakeConsumer:
@@ -54,13 +68,13 @@ def _gate(partitions: list[TopicPartition] | None = None) -> tuple[FetchGate, Fa
 
 def _idle_until_asleep(gate: FetchGate, clock: Clock) -> None:
     clock.now += LINGER_S
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep
 
 
 def test_an_idle_consumer_pauses_every_partition() -> None:
     gate, consumer, clock = _gate()
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep  # still inside the linger after start
     _idle_until_asleep(gate, clock)
     assert consumer.paused == consumer.assigned
@@ -83,15 +97,15 @@ def test_it_stays_awake_until_the_promised_offsets_arrive() -> None:
     gate.nudge({DISPATCH[1]: 5, RETRACTION[2]: 9})
     for _ in range(10):  # long past the linger, nothing fetched yet
         clock.now += LINGER_S
-        gate.polled({})
+        gate.polled([])
         assert not gate.asleep
-    gate.polled({DISPATCH[1]: 5})
+    gate.polled(_got({DISPATCH[1]: 5}))
     clock.now += LINGER_S
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep  # the retraction lane is still owed
-    gate.polled({RETRACTION[2]: 9})
+    gate.polled(_got({RETRACTION[2]: 9}))
     clock.now += LINGER_S
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep
 
 
@@ -100,10 +114,10 @@ def test_a_promise_lapses_for_a_partition_it_no_longer_owns_or_after_a_while() -
     gate.nudge({DISPATCH[0]: 3, DISPATCH[2]: 4})
     consumer.assigned.discard(DISPATCH[0])  # rebalanced away
     clock.now += LINGER_S
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep  # DISPATCH[2] is still owed
     clock.now += OWED_FOR_S
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep  # a broker that lost its log never reaches the offset
 
 
@@ -111,10 +125,10 @@ def test_records_keep_it_awake() -> None:
     gate, consumer, clock = _gate()
     for offset in range(1, 20):
         clock.now += LINGER_S / 2
-        gate.polled({DISPATCH[0]: offset})
+        gate.polled(_got({DISPATCH[0]: offset}))
         assert not gate.asleep
     clock.now += LINGER_S
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep
 
 
@@ -123,15 +137,15 @@ def test_asleep_it_rechecks_until_a_fetch_sent_after_the_recheck_is_answered() -
     _idle_until_asleep(gate, clock)
     assert 1 <= gate.poll_timeout_ms() <= 101  # waits for the recheck, not longer
     clock.now += 0.1
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep
     assert consumer.paused == set()
     clock.now += 0.01
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep  # its fetch has not been answered yet
     consumer.answered_at_ms[DISPATCH[0]] = clock.ms()
     clock.now += 0.001
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep
     assert consumer.paused == consumer.assigned
 
@@ -140,9 +154,9 @@ def test_a_recheck_gives_up_waiting_for_an_answer() -> None:
     gate, consumer, clock = _gate()
     _idle_until_asleep(gate, clock)
     clock.now += 0.1
-    gate.polled({})
+    gate.polled([])
     clock.now += RECHECK_MAX_S
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep  # a broker that does not answer is not waited for forever
 
 
@@ -156,11 +170,11 @@ def test_new_partitions_keep_it_awake_until_their_first_fetch_is_answered() -> N
     assert not gate.asleep
     assert consumer.paused == set()
     clock.now += RECHECK_MAX_S * 4  # joining a group takes a while: still waiting
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep
     consumer.answered_at_ms[RETRACTION[0]] = clock.ms() + 1
     clock.now += 0.002
-    gate.polled({})
+    gate.polled([])
     assert gate.asleep
 
 
@@ -169,7 +183,7 @@ def test_partitions_assigned_while_asleep_are_paused_too() -> None:
     _idle_until_asleep(gate, clock)
     consumer.assigned.update(RETRACTION)
     clock.now += 0.01
-    gate.polled({})
+    gate.polled([])
     assert consumer.paused == consumer.assigned
 
 
@@ -178,13 +192,13 @@ def test_flow_control_and_idling_never_undo_each_other() -> None:
     gate.hold(DISPATCH[0])
     assert consumer.paused == {DISPATCH[0]}
     clock.now += LINGER_S * 10
-    gate.polled({})
+    gate.polled([])
     assert not gate.asleep  # a held partition is a backlog: not idle
     gate.nudge({RETRACTION[0]: 1})
     assert consumer.paused == {DISPATCH[0]}  # waking does not resume a held partition
     gate.release(DISPATCH[0])
     assert consumer.paused == set()
-    gate.polled({RETRACTION[0]: 1})
+    gate.polled(_got({RETRACTION[0]: 1}))
     _idle_until_asleep(gate, clock)
     gate.hold(DISPATCH[1])
     gate.release(DISPATCH[1])  # released while asleep: its backlog waits, so it wakes
@@ -197,10 +211,10 @@ def test_a_busy_worker_never_sleeps_and_polls_as_before() -> None:
     gate, consumer, clock = _gate()
     for _ in range(10):
         clock.now += LINGER_S * 10
-        gate.polled({}, busy=True)
+        gate.polled([], busy=True)
         assert not gate.asleep
         assert gate.poll_timeout_ms() == 200
-    gate.polled({}, busy=False)
+    gate.polled([], busy=False)
     _idle_until_asleep(gate, clock)
 
 
@@ -210,7 +224,7 @@ def test_disabled_it_never_pauses_and_polls_as_before() -> None:
     gate = FetchGate(consumer, enabled=False, clock=clock, wall_ms=clock.ms)
     for _ in range(5):
         clock.now += 1.0
-        gate.polled({})
+        gate.polled([])
     gate.nudge({DISPATCH[0]: 1})
     assert not gate.asleep
     assert consumer.paused == set()
