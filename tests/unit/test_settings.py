@@ -107,3 +107,29 @@ def test_the_stop_grace_reaches_the_workers(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings()
     policy = worker_policy(settings, settings.operators["turkcell"])
     assert policy.stop_grace_s == 2.5
+
+
+@pytest.mark.parametrize("value", ["0", "600001", "soon"])
+def test_an_idle_recheck_outside_1_ms_to_10_minutes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_RECHECK_MS", value)
+    with pytest.raises(ValidationError, match="kafka_idle_recheck_ms"):
+        Settings()
+
+
+def test_the_idle_pause_is_off_unless_asked_and_reaches_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.runtime import worker_policy
+
+    assert Settings().kafka_idle_pause is False
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_PAUSE", "maybe")
+    with pytest.raises(ValidationError, match="kafka_idle_pause"):
+        Settings()
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_PAUSE", "true")
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_RECHECK_MS", "250")
+    settings = Settings()
+    policy = worker_policy(settings, settings.operators["turkcell"], idle_pause=True)
+    assert policy.idle_pause
+    assert policy.idle_recheck_s == 0.25
