@@ -196,14 +196,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def service_processes(pid: int) -> dict[str, int]:
-    """The service and its direct children (the embedded broker), by a short name."""
+    """The service and its direct children (the embedded broker, ``serve``'s adapter
+    child), by a short name."""
     processes = {"service": pid}
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         for child in children:
             with contextlib.suppress(OSError):
                 name = Path(f"/proc/{child}/comm").read_text().strip()
-                processes["broker" if name.startswith("tansu") else name] = int(child)
+                label = "broker" if name.startswith("tansu") else name
+                processes["adapter child" if name.startswith("python") else label] = int(child)
     return processes
 
 

@@ -315,10 +315,9 @@ class Runtime:
         cannot take another's connections, and a small pool is cheap to search (httpx
         scans every pooled connection for each request it assigns). Sized for the
         worker's dispatch slots plus its retraction slots."""
-        size = 2 * config.concurrency + 1
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        )
+        from operator_adapters.http_transport import webhook_client
+
+        client = webhook_client(self.settings.webhook_transport, 2 * config.concurrency + 1)
         self._http.append(client)
         return client
 

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     #: so a backlog of deliveries never queues the API or the relay behind it.
     adapter_process: bool = True
 
+    #: The wire under the adapters' httpx clients: ``lean`` (httptools, a third of the
+    #: CPU per webhook; ``operator_adapters/http_transport.py``) or httpx's own
+    #: ``httpcore`` (httpcore and h11; the fallback if lean ever misbehaves).
+    webhook_transport: Literal["lean", "httpcore"] = "lean"
+
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
 

@@ -133,3 +133,21 @@ def test_the_idle_pause_is_off_unless_asked_and_reaches_the_workers(
     policy = worker_policy(settings, settings.operators["turkcell"], idle_pause=True)
     assert policy.idle_pause
     assert policy.idle_recheck_s == 0.25
+
+
+async def test_the_webhook_wire_is_lean_unless_asked_and_shapes_the_adapters_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from operator_adapters.http_transport import LeanTransport, webhook_client
+
+    assert Settings().webhook_transport == "lean"
+    monkeypatch.setenv("KAYIP_WEBHOOK_TRANSPORT", "h2")
+    with pytest.raises(ValidationError, match="webhook_transport"):
+        Settings()
+    monkeypatch.setenv("KAYIP_WEBHOOK_TRANSPORT", "httpcore")
+    wire = Settings().webhook_transport
+    async with webhook_client(wire, 3) as fallback, webhook_client("lean", 3) as lean:
+        assert isinstance(fallback._transport, httpx.AsyncHTTPTransport)
+        assert isinstance(lean._transport, LeanTransport)

@@ -19,6 +19,7 @@ from operator_adapters.base import (
     RetriableDeliveryError,
 )
 from operator_adapters.builtin.signed_http import retry_after_s
+from operator_adapters.http_transport import LeanTransport
 from operator_adapters.registry import build_adapter, discover
 from services.messaging.broker import free_port
 from services.settings import DEV_SIGNING_SECRETS, OperatorConfig
@@ -43,9 +44,11 @@ def endpoint(server: Endpoint) -> Endpoint:
     return server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+@pytest.fixture(params=["lean", "httpcore"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Both wires the service can run (``KAYIP_WEBHOOK_TRANSPORT``) classify alike."""
+    transport = LeanTransport() if request.param == "lean" else None
+    async with httpx.AsyncClient(transport=transport) as client:
         yield client
 
 
