@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 transport for httpx, for the adapters' webhook POSTs.
 
-Why not httpx's own transport: a webhook POST through httpcore and h11 costs about
-1.6 ms of CPU on this project's 2-core machines, the adapter process's biggest item,
+Why not httpx's own transport: a webhook POST through httpcore and h11 costs
+1.1-1.6 ms of CPU on this project's 2-core machines, the adapter process's biggest item,
 and the three operators' deliveries of one alert queue behind each other on its one
 event loop. This transport keeps httpx's client (its API, headers, auth, errors and
 timeouts config) and replaces only the wire: an asyncio protocol per connection, the
@@ -11,16 +11,16 @@ uvicorn uses). Measured in ``bench/http_transport.py``.
 What it deliberately does not do, because webhooks do not need it: HTTP/2, request
 bodies streamed in chunks (the body is read whole first), responses streamed to the
 caller (they are read whole, up to ``max_response_bytes``), upgrades and proxies
-(httpx still mounts its own proxy transports from the environment). ``KAYIP_WEBHOOK_
-TRANSPORT=httpcore`` switches back to httpx's transport.
+(httpx still mounts its own proxy transports from the environment).
+``KAYIP_WEBHOOK_TRANSPORT=httpcore`` switches back to httpx's transport.
 
 Errors are httpx's own, so callers classify them as before: ``ConnectError`` /
-``ConnectTimeout`` (nothing was sent), ``ReadTimeout``, ``WriteTimeout``, ``ReadError``,
+``ConnectTimeout`` (nothing was sent), ``ReadTimeout``, ``WriteTimeout``,
 ``RemoteProtocolError``, ``PoolTimeout``. A request on a reused keep-alive connection
 that the server closed before answering anything is sent once more on a new
-connection, as browsers do: the server cannot have acted on a request it never
-started answering on a connection it was closing, and webhooks carry an id receivers
-deduplicate on.
+connection, as browsers do: almost always the server was closing the idle connection
+as the request arrived, and should it have acted on it anyway, webhooks carry an id
+receivers deduplicate on.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
-        if conn.keep_alive():
+        if conn.keep_alive() and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, deque()).append(conn)
         else:

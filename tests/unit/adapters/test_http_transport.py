@@ -23,6 +23,7 @@ class RawServer:
 
     answers: list[bytes | None] = field(default_factory=list)
     connections: int = 0
+    closed: int = 0
     requests: list[bytes] = field(default_factory=list)
     port: int = 0
     hold: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,6 +46,9 @@ class RawServer:
                 if answer == HANG:
                     await self.hold.wait()
                     break
+                if answer == SLOW:
+                    await asyncio.sleep(0.1)
+                    answer = OK
                 writer.write(answer)
                 await writer.drain()
                 if b"connection: close" in answer.lower():
@@ -52,11 +56,13 @@ class RawServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.closed += 1
             writer.close()
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 HANG = b"hang"
+SLOW = b"slow"
 
 
 @asynccontextmanager
@@ -239,3 +245,19 @@ async def test_a_surplus_answer_retires_the_connection(pause_s: float) -> None:
                 await asyncio.sleep(pause_s)
             assert (await http.post(url(server), content=b"2")).text == "ok"
     assert server.connections == 2
+
+
+async def test_closing_the_transport_closes_connections_still_in_use_once_answered() -> None:
+    transport = LeanTransport()
+    async with raw_server(SLOW) as server:
+        async with httpx.AsyncClient(transport=transport, timeout=2.0) as http:
+            in_flight = asyncio.create_task(http.post(url(server), content=b"x"))
+            while not server.requests:
+                await asyncio.sleep(0.005)
+            await transport.aclose()
+            assert (await in_flight).text == "ok"
+            for _ in range(100):
+                if server.closed:
+                    break
+                await asyncio.sleep(0.01)
+        assert server.closed == 1
