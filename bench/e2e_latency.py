@@ -204,8 +204,11 @@ def service_processes(pid: int) -> dict[str, int]:
         for child in children:
             with contextlib.suppress(OSError):
                 name = Path(f"/proc/{child}/comm").read_text().strip()
-                label = "broker" if name.startswith("tansu") else name
-                processes["adapter child" if name.startswith("python") else label] = int(child)
+                if name.startswith("tansu"):
+                    name = "broker"
+                elif name.startswith("python"):
+                    name = "adapter child"
+                processes[name] = int(child)
     return processes
 
 

@@ -55,7 +55,6 @@ class _Connection(asyncio.Protocol):
     def __init__(self, max_response_bytes: int) -> None:
         self._max_response_bytes = max_response_bytes
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[None] | None = None
         self._can_write: asyncio.Future[None] | None = None
         self.closed = False
@@ -63,6 +62,8 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self, head_request: bool = False) -> None:
+        """A fresh parser and answer state for the next request on this connection."""
+        self._parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self._body_size = 0
@@ -190,7 +191,6 @@ class _Connection(asyncio.Protocol):
         if self.closed or self._transport is None or self._transport.is_closing():
             raise _ServerClosed()
         self._reset(head_request)
-        self._parser = httptools.HttpResponseParser(self)
         self._answer = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
         if self._can_write is not None:

@@ -312,9 +312,8 @@ class Runtime:
 
     def _operator_http(self, config: OperatorConfig) -> httpx.AsyncClient:
         """A connection pool per operator (a bulkhead): one operator's slow endpoint
-        cannot take another's connections, and a small pool is cheap to search (httpx
-        scans every pooled connection for each request it assigns). Sized for the
-        worker's dispatch slots plus its retraction slots."""
+        cannot take another's connections. Sized for the worker's dispatch slots plus
+        its retraction slots."""
         from operator_adapters.http_transport import webhook_client
 
         client = webhook_client(self.settings.webhook_transport, 2 * config.concurrency + 1)
