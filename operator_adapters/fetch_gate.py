@@ -95,6 +95,7 @@ class FetchGate:
         self._clock = clock
         self._wall_ms = wall_ms  # aiokafka stamps fetch responses with this clock
         self._held: set[TopicPartition] = set()  # paused by flow control
+        self._elsewhere: set[TopicPartition] = set()  # fetched by another consumer
         self._owed: dict[TopicPartition, tuple[int, float]] = {}  # end offset, until when
         self.asleep = False
         self._busy = False
@@ -117,6 +118,18 @@ class FetchGate:
             self._held.add(tp)
             self._consumer.pause(tp)
 
+    @property
+    def elsewhere(self) -> frozenset[TopicPartition]:
+        return frozenset(self._elsewhere)
+
+    def fetched_elsewhere(self, partitions: Iterable[TopicPartition]) -> None:
+        """Another consumer fetches these (the retraction feed): paused for good here,
+        and never owed."""
+        new = set(partitions) - self._elsewhere
+        if new:
+            self._elsewhere |= new
+            self._consumer.pause(*new)
+
     def release(self, tp: TopicPartition) -> None:
         """``tp`` may fetch again; it had a backlog, so the gate wakes for it."""
         if tp in self._held:
@@ -136,6 +149,7 @@ class FetchGate:
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Revoked partitions: the consumer has dropped their state already."""
         self._held.difference_update(partitions)
+        self._elsewhere.difference_update(partitions)
 
     # -- idling -------------------------------------------------------------------
 
@@ -144,8 +158,11 @@ class FetchGate:
         self.nudges += 1
         if not self.enabled:
             return
+        mine = {tp: end for tp, end in ends.items() if tp not in self._elsewhere}
+        if not mine:
+            return
         until = self._clock() + OWED_FOR_S
-        for tp, end in ends.items():
+        for tp, end in mine.items():
             owed = self._owed.get(tp)
             if owed is None or owed[0] < end:
                 self._owed[tp] = (end, until)
@@ -224,7 +241,7 @@ class FetchGate:
             self._consumer.pause(*fetchable)
 
     def _fetchable(self) -> set[TopicPartition]:
-        return self._consumer.assignment() - self._held
+        return self._consumer.assignment() - self._held - self._elsewhere
 
 
 def _next_offsets(records: Sequence[Received]) -> dict[TopicPartition, int]:

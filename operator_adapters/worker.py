@@ -42,6 +42,7 @@ from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessa
 from operator_adapters.fetch_gate import FetchGate
 from operator_adapters.priority import RetractionPriority
 from operator_adapters.resilience import BreakerOpen, CircuitBreaker, RateLimiter, RetryPolicy
+from operator_adapters.retraction_feed import RetractionFeed
 from schemas.alerts import DeliveryStatus
 from schemas.events import (
     AlertEvent,
@@ -186,8 +187,10 @@ class AdapterWorker:
         retraction_topic: str,
         dead_letters: DeadLetterSink,
         priority: RetractionPriority | None = None,
+        retraction_feed: RetractionFeed | None = None,
     ) -> None:
         self.operator = adapter.operator
+        self._feed = retraction_feed
         self._priority = priority or RetractionPriority()
         self._retraction_topic = retraction_topic
         self._adapter = adapter
@@ -260,6 +263,8 @@ class AdapterWorker:
                 await asyncio.gather(*self._jobs, return_exceptions=True)
                 await self._recorder.stop()
             finally:
+                if self._feed is not None:
+                    self._feed.leave(self, self._consumer.assignment())
                 await self._consumer.stop()
 
     def stop(self) -> None:
@@ -286,7 +291,7 @@ class AdapterWorker:
         assignment = self._consumer.assignment()
         if assignment:
             self.ready.set()
-        lane = [tp for tp in assignment if tp.topic == self._retraction_topic]
+        lane = [] if self._feed else [tp for tp in assignment if tp.topic == self._retraction_topic]
         urgent = await self._consumer.getmany(*lane, timeout_ms=0) if lane else {}
         batch = await self._consumer.getmany(
             timeout_ms=0 if urgent else self._gate.poll_timeout_ms(),
@@ -301,8 +306,27 @@ class AdapterWorker:
             for tp in partitions:
                 self._progress[tp] = PartitionProgress()
             self._gate.assigned()
+            if self._feed is not None:
+                lane = {tp for tp in partitions if tp.topic == self._retraction_topic}
+                await self._join_feed(lane)
+
+    async def _join_feed(self, lane: set[TopicPartition]) -> None:
+        """The shared feed fetches this worker's retraction partitions from their
+        committed offsets (what this consumer would have fetched itself)."""
+        assert self._feed is not None
+        self._gate.fetched_elsewhere(lane)
+        starts = {tp: await self._consumer.committed(tp) or 0 for tp in lane}
+        self._feed.join(self, starts)
+
+    async def receive_retractions(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """From the shared feed: the retraction lane's records of this worker's
+        partitions. A stopping worker takes none (their offsets stay uncommitted)."""
+        if not self._stopping:
+            await self._schedule(records)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
+        if self._feed is not None:
+            self._feed.leave(self, partitions)
         await self._commit()
         for tp in partitions:
             self._progress.pop(tp, None)
@@ -333,6 +357,8 @@ class AdapterWorker:
         """Pause a partition with too much unfinished work; the other lane keeps flowing."""
         held = self._gate.held
         for tp, progress in self._progress.items():
+            if tp in self._gate.elsewhere:
+                continue  # the shared feed never pauses for one worker
             if tp not in held and len(progress) > PAUSE_ABOVE:
                 self._gate.hold(tp)
             elif tp in held and len(progress) < RESUME_BELOW:

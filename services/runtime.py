@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+from aiokafka import TopicPartition
 
 from services.adapter_process import AdapterProcess, child_environment, read_control
 from services.context import ServiceContext
@@ -41,11 +42,14 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
     from operator_adapters.priority import RetractionPriority
+    from operator_adapters.retraction_feed import RetractionFeed
     from operator_adapters.worker import AdapterWorker, WorkerPolicy
 
 log = logging.getLogger(__name__)
 #: Adapter workers' task names start with this (then the operator's name).
 _WORKER_TASK = "adapter:"
+#: The workers' shared retraction feed: stopped and restarted with them.
+_FEED_TASK = "retraction-feed"
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Runtime:
     reconciler: Reconciler | None = None
     link_tests: LinkTestScheduler | None = None
     adapters: AdapterProcess | None = None
+    retraction_feed: RetractionFeed | None = None
     _producer: AIOKafkaProducer | None = None
     _http: list[httpx.AsyncClient] = field(default_factory=list)  # one per operator
     _priority: RetractionPriority | None = None
@@ -153,6 +158,7 @@ class Runtime:
                 "KAYIP_KAFKA_ENABLE_IDEMPOTENCE": str(settings.idempotent_producer).lower(),
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
                 "KAYIP_KAFKA_IDLE_PAUSE": str(settings.kafka_idle_pause).lower(),
+                "KAYIP_KAFKA_RETRACTION_FEED": str(settings.kafka_retraction_feed).lower(),
             }
         )
         self.adapters = AdapterProcess(env)
@@ -174,6 +180,8 @@ class Runtime:
         """The relay has published: wake the consumers it feeds, here or in the child."""
         for worker in self.workers:
             worker.nudge(ends)
+        if self.retraction_feed is not None:
+            self.retraction_feed.nudge({TopicPartition(t, p): end for (t, p), end in ends.items()})
         if self.adapters is not None:
             self.adapters.published(ends)
 
@@ -253,7 +261,7 @@ class Runtime:
         consumers: the broker forgot the groups too, and a consumer that was never told
         can keep fetching as a member of a group that no longer exists. What was owed
         is in the database; replays are checked there and the reconciler re-publishes."""
-        old = self._worker_tasks()
+        old = self._worker_tasks() + [t for t in self._tasks if t.get_name() == _FEED_TASK]
         self._restarting.update(old)
         for task in old:
             task.cancel()
@@ -278,6 +286,7 @@ class Runtime:
         assert self._producer is not None
         dead_letters = KafkaDeadLetters(self._producer, topics.dead_letters)
         priority = self._retraction_priority(topics)
+        feed = self._start_retraction_feed()
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
             adapter = build_adapter(name, config, self._operator_http(config), available)
@@ -295,9 +304,25 @@ class Runtime:
                 retraction_topic=topics.retractions,
                 dead_letters=dead_letters,
                 priority=priority,
+                retraction_feed=feed,
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"{_WORKER_TASK}{name}")
+
+    def _start_retraction_feed(self) -> RetractionFeed | None:
+        """One per set of workers (a restart of the workers makes a new one)."""
+        from operator_adapters.fetch_gate import FetchGate
+        from operator_adapters.retraction_feed import RetractionFeed
+
+        if not self.settings.kafka_retraction_feed:
+            self.retraction_feed = None
+            return None
+        consumer = make_consumer(self.settings, self.bootstrap, None)
+        recheck_s = self.settings.kafka_idle_recheck_ms / 1000
+        gate = FetchGate(consumer, self._wakes_consumers, recheck_s)
+        self.retraction_feed = RetractionFeed(consumer, gate)
+        self._spawn(self.retraction_feed.run(), _FEED_TASK)
+        return self.retraction_feed
 
     def _retraction_priority(self, topics: Topics) -> RetractionPriority:
         """One per process, kept across worker restarts: the workers share the loop.

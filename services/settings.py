@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: backlog it made retractions slower in 3 of 5 bench runs (bench/RESULTS.md,
     #: "Session 6"); see ``operator_adapters/fetch_gate.py``.
     kafka_idle_pause: bool = False
+    #: The retraction lane through one consumer shared by a process's workers, so its
+    #: fetches never wait behind dispatch fetches (``operator_adapters/retraction_feed.py``).
+    kafka_retraction_feed: bool = True
     #: A paused consumer still looks this often, for records published without a wake-up.
     kafka_idle_recheck_ms: int = Field(default=100, ge=1, le=600_000)
 

@@ -65,14 +65,35 @@ async def test_idle_consumers_pause_and_the_relays_nudge_delivers(
         assert all(w.gate.nudges > 0 and w.gate.sleeps >= 4 for w in workers)
 
 
+@pytest.mark.parametrize("feed", [True, False], ids=["shared-retraction-feed", "own-fetch"])
 async def test_without_the_gate_consumers_keep_fetching(
-    database_url: str, broker: EmbeddedBroker
+    database_url: str, broker: EmbeddedBroker, feed: bool
 ) -> None:
-    settings = make_settings(database_url, broker.bootstrap_servers)  # the default
+    """The default: no gate. With the shared retraction feed (the default) each worker
+    pauses only its retraction partitions, which the feed fetches; without it each
+    worker fetches both lanes itself. Either way the retraction reaches everyone."""
+    settings = make_settings(database_url, broker.bootstrap_servers, kafka_retraction_feed=feed)
     async with running(settings) as run:
         alert_id = await create_alert(run.http)
         await wait_delivered_everywhere(run.http, alert_id, timeout_s=20)
+        lane = set()
         for worker in run.service.workers:
             assert not worker.gate.enabled
             assert not worker.gate.asleep
-            assert worker.paused() == set()
+            mine = {tp for tp in worker.assignment() if ".alert-retractions." in tp.topic}
+            assert worker.paused() == worker.gate.elsewhere == (mine if feed else set())
+            lane |= mine
+        assert (run.service.retraction_feed is not None) == feed
+        if run.service.retraction_feed is not None:
+            assert run.service.retraction_feed.partitions == lane
+        response = await run.http.post(
+            f"/v1/alerts/{alert_id}/resolve", json={"reason": "found_safe"}, headers=auth()
+        )
+        assert response.status_code == 202, response.text
+
+        async def retracted() -> bool:
+            state = (await run.http.get(f"/v1/alerts/{alert_id}", headers=auth(READER_KEY))).json()
+            kinds = [d for d in state["deliveries"] if d["kind"] == "retraction"]
+            return len(kinds) == 3 and {d["status"] for d in kinds} == {"delivered"}
+
+        await eventually(retracted, timeout_s=20, what="the retraction everywhere")

@@ -233,3 +233,22 @@ def test_disabled_it_never_pauses_and_polls_as_before() -> None:
     assert consumer.paused == {DISPATCH[0]}  # flow control still works
     gate.release(DISPATCH[0])
     assert consumer.paused == set()
+
+
+def test_partitions_fetched_elsewhere_stay_paused_and_are_never_owed() -> None:
+    """The retraction lane, when the shared feed fetches it: waking the consumer must
+    not resume it (the worker would fetch it twice), and a nudge for it alone neither
+    wakes the consumer nor keeps it awake."""
+    gate, consumer, clock = _gate()
+    gate.fetched_elsewhere(RETRACTION)
+    assert consumer.paused == set(RETRACTION)
+    _idle_until_asleep(gate, clock)
+    gate.nudge({RETRACTION[0]: 7})
+    assert gate.asleep
+    gate.nudge({DISPATCH[0]: 3})
+    assert not gate.asleep
+    assert consumer.paused == set(RETRACTION)
+    gate.polled(_got({DISPATCH[0]: 3}))
+    clock.now += LINGER_S
+    gate.polled([])
+    assert gate.asleep  # nothing of the retraction lane is owed here

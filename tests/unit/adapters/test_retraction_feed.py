@@ -1,0 +1,145 @@
+"""The shared retraction feed: every reader gets each record of its partitions once,
+in order, from its own offset, whoever else reads the same partition."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from operator_adapters.retraction_feed import RetractionFeed
+
+LANE = [TopicPartition("kayip.alert-retractions.v1", p) for p in range(2)]
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+
+
+class Log:
+    """A group-less consumer over an in-memory log, fetching from its positions the
+    way aiokafka does (``assign`` resets every position, ``seek`` sets one)."""
+
+    def __init__(self, lengths: dict[TopicPartition, int]) -> None:
+        self.lengths = dict(lengths)
+        self.positions: dict[TopicPartition, int] = {}
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.appended = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.positions = dict.fromkeys(partitions, 0)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        assert tp in self.positions
+        self.seeks.append((tp, offset))
+        self.positions[tp] = offset
+        self.appended.set()  # records behind the new position are there to fetch
+
+    def append(self, tp: TopicPartition, count: int = 1) -> None:
+        self.lengths[tp] = self.lengths.get(tp, 0) + count
+        self.appended.set()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        batch: dict[TopicPartition, list[Any]] = {}
+        for tp, position in self.positions.items():
+            end = min(self.lengths.get(tp, 0), position + max_records)
+            if end > position:
+                batch[tp] = [Record(tp.topic, tp.partition, o) for o in range(position, end)]
+                self.positions[tp] = end
+        if not batch:
+            self.appended.clear()
+            try:
+                await asyncio.wait_for(self.appended.wait(), timeout_ms / 1000)
+            except TimeoutError:
+                pass
+        return batch
+
+
+class Reader:
+    def __init__(self) -> None:
+        self.got: list[tuple[int, int]] = []  # (partition, offset)
+
+    async def receive_retractions(self, records: Sequence[Any]) -> None:
+        self.got.extend((r.partition, r.offset) for r in records)
+
+
+async def _settle(log: Log) -> None:
+    """Let the feed fetch until the log has nothing left for it."""
+    for _ in range(50):
+        await asyncio.sleep(0.001)
+        if all(log.positions[tp] >= log.lengths.get(tp, 0) for tp in log.positions):
+            await asyncio.sleep(0.001)
+            return
+    raise AssertionError("the feed did not catch up")
+
+
+async def _running(log: Log) -> tuple[RetractionFeed, asyncio.Task[None]]:
+    feed = RetractionFeed(cast(AIOKafkaConsumer, log))
+    task = asyncio.create_task(feed.run())
+    await asyncio.sleep(0)
+    return feed, task
+
+
+async def test_each_reader_gets_its_partitions_from_its_own_offset() -> None:
+    log = Log({LANE[0]: 5, LANE[1]: 3})
+    feed, task = await _running(log)
+    turkcell, vodafone = Reader(), Reader()
+    feed.join(turkcell, {LANE[0]: 2, LANE[1]: 0})
+    feed.join(vodafone, {LANE[0]: 4})
+    await _settle(log)
+    assert sorted(turkcell.got) == [(0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2)]
+    for partition in (0, 1):  # in offset order within a partition
+        offsets = [o for p, o in turkcell.got if p == partition]
+        assert offsets == sorted(offsets)
+    assert vodafone.got == [(0, 4)]
+    log.append(LANE[0])
+    await _settle(log)
+    assert turkcell.got.count((0, 5)) == 1
+    assert vodafone.got[-1] == (0, 5)
+    task.cancel()
+
+
+async def test_a_reader_joining_behind_makes_the_feed_read_back_without_repeats() -> None:
+    log = Log({LANE[0]: 6})
+    feed, task = await _running(log)
+    ahead, behind = Reader(), Reader()
+    feed.join(ahead, {LANE[0]: 3})
+    await _settle(log)
+    assert ahead.got == [(0, 3), (0, 4), (0, 5)]
+    feed.join(behind, {LANE[0]: 1})  # e.g. a partition moved here, committed at 1
+    await _settle(log)
+    assert (LANE[0], 1) in log.seeks
+    assert behind.got == [(0, o) for o in range(1, 6)]
+    assert ahead.got == [(0, 3), (0, 4), (0, 5)]  # nothing twice
+    task.cancel()
+
+
+async def test_a_reader_that_left_gets_nothing_more_and_the_feed_drops_unread_partitions() -> None:
+    log = Log({LANE[0]: 1, LANE[1]: 1})
+    feed, task = await _running(log)
+    stays, goes = Reader(), Reader()
+    feed.join(stays, {LANE[0]: 0})
+    feed.join(goes, {LANE[0]: 0, LANE[1]: 0})
+    await _settle(log)
+    feed.leave(goes, LANE)
+    assert log.assignment() == {LANE[0]}
+    log.append(LANE[0])
+    await _settle(log)
+    assert sorted(goes.got) == [(0, 0), (1, 0)]
+    assert stays.got == [(0, 0), (0, 1)]
+    task.cancel()
