@@ -210,6 +210,9 @@ class AdapterWorker:
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._gate = FetchGate(consumer, policy.idle_pause, policy.idle_recheck_s)
         self._jobs: dict[asyncio.Task[None], _Job] = {}  # every running job's task
+        # Records are scheduled by this worker's loop and, for the retraction lane, by the
+        # shared feed's; a revocation must not land inside either (see ``revoked``).
+        self._scheduling = asyncio.Lock()
         self._stopping = False
         # Per alert (bounded LRUs): highest version retracted, highest version sent,
         # the last task of each lane (for order), the in-flight lock and the wake-up.
@@ -251,7 +254,8 @@ class AdapterWorker:
                 records = await self._poll()
                 self._gate.polled(records, busy=bool(self._jobs))
                 if records:
-                    await self._schedule(records)
+                    async with self._scheduling:
+                        await self._schedule(records)
                 await self._commit()
                 self._flow_control()
             await self._finish_in_flight()
@@ -320,17 +324,21 @@ class AdapterWorker:
 
     async def receive_retractions(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """From the shared feed: the retraction lane's records of this worker's
-        partitions. A stopping worker takes none (their offsets stay uncommitted)."""
-        if not self._stopping:
-            await self._schedule(records)
+        partitions (any of a partition revoked meanwhile are dropped: its new owner
+        reads them). A stopping worker takes none (their offsets stay uncommitted)."""
+        async with self._scheduling:
+            owned = [r for r in records if TopicPartition(r.topic, r.partition) in self._progress]
+            if owned and not self._stopping:
+                await self._schedule(owned)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         if self._feed is not None:
             self._feed.leave(self, partitions)
-        await self._commit()
-        for tp in partitions:
-            self._progress.pop(tp, None)
-        self._gate.forget(partitions)
+        async with self._scheduling:  # the feed may be scheduling records of these
+            await self._commit()
+            for tp in partitions:
+                self._progress.pop(tp, None)
+            self._gate.forget(partitions)
 
     async def _commit(self) -> None:
         offsets = {}

@@ -143,3 +143,74 @@ async def test_a_reader_that_left_gets_nothing_more_and_the_feed_drops_unread_pa
     assert sorted(goes.got) == [(0, 0), (1, 0)]
     assert stays.got == [(0, 0), (0, 1)]
     task.cancel()
+
+
+class GroupConsumer:
+    """The worker's own consumer, as far as joining and leaving the feed goes."""
+
+    def __init__(self) -> None:
+        self.paused: set[TopicPartition] = set()
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return 4 if tp.partition == 0 else None
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        pass
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+
+async def test_a_worker_joins_at_committed_offsets_and_drops_revoked_partitions() -> None:
+    from operator_adapters.base import OperatorAdapter
+    from operator_adapters.worker import AdapterWorker, WorkerPolicy
+    from services.deliveries import DeliveryRecorder
+
+    class Adapter:
+        operator = "turkcell"
+
+    class Feed:
+        def __init__(self) -> None:
+            self.joined: dict[TopicPartition, int] = {}
+            self.left: set[TopicPartition] = set()
+
+        def join(self, reader: object, starts: dict[TopicPartition, int]) -> None:
+            self.joined.update(starts)
+
+        def leave(self, reader: object, partitions: set[TopicPartition]) -> None:
+            self.left |= set(partitions)
+
+    consumer, feed = GroupConsumer(), Feed()
+    worker = AdapterWorker(
+        cast(OperatorAdapter, Adapter()),
+        cast(AIOKafkaConsumer, consumer),
+        cast(DeliveryRecorder, None),
+        WorkerPolicy(),
+        dispatch_topic="kayip.alert-events.v1",
+        retraction_topic=LANE[0].topic,
+        dead_letters=cast(Any, None),
+        retraction_feed=cast(RetractionFeed, feed),
+    )
+    scheduled: list[Any] = []
+
+    async def schedule(records: Sequence[Any]) -> None:
+        scheduled.extend(records)
+
+    worker._schedule = schedule  # type: ignore[method-assign]
+    dispatch = TopicPartition("kayip.alert-events.v1", 0)
+    await worker.assigned({dispatch, *LANE})
+    assert feed.joined == {LANE[0]: 4, LANE[1]: 0}  # committed, or from the start
+    assert consumer.paused == set(LANE)  # the worker's consumer leaves them to the feed
+
+    await worker.receive_retractions([Record(LANE[0].topic, 0, 4), Record(LANE[1].topic, 1, 0)])
+    assert [(r.partition, r.offset) for r in scheduled] == [(0, 4), (1, 0)]
+    await worker.revoked({LANE[1]})
+    assert feed.left == {LANE[1]}
+    await worker.receive_retractions([Record(LANE[0].topic, 0, 5), Record(LANE[1].topic, 1, 1)])
+    assert [(r.partition, r.offset) for r in scheduled][2:] == [(0, 5)]
