@@ -3,7 +3,10 @@
 The worker subscribes to the dispatch lane (dispatches, updates, link tests) and
 the retraction lane in ONE consumer group with the range assignor: both topics
 have the same partition count and key, so a worker owns partition *p* of both,
-and everything about one alert is decided in one process.
+and everything about one alert is decided in one process. By default the worker's
+consumer only holds and commits the retraction partitions: a feed shared by the
+process's workers fetches them (``retraction_feed.py``), so a retraction's fetch
+never waits behind a dispatch fetch.
 
 Records never wait for each other's retries: every record becomes its own task.
 Order per alert is kept by chaining an alert's tasks within a lane. A retraction
