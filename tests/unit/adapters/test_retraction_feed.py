@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from operator_adapters.retraction_feed import RetractionFeed
+from tests.unit.adapters.test_fetch_gate import Record
 
 LANE = [TopicPartition("kayip.alert-retractions.v1", p) for p in range(2)]
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
 
 
 class Log:
