@@ -58,7 +58,7 @@ class RetractionFeed:
         # partition -> reader -> the next offset that reader needs
         self._next: dict[TopicPartition, dict[FeedReader, int]] = {}
         self._gate = gate or FetchGate(consumer, enabled=False)
-        self._started = asyncio.Event()
+        self._started = False  # the consumer has started, so it can be assigned
         self._readers_changed = asyncio.Event()
 
     @property
@@ -88,9 +88,12 @@ class RetractionFeed:
         if changed:
             self._reassign(set())
 
-    def nudge(self, ends: Mapping[TopicPartition, int]) -> None:
-        """Records were published up to ``ends`` (only this feed's partitions matter)."""
-        mine = {tp: end for tp, end in ends.items() if tp in self._next}
+    def nudge(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """Records were just published, up to ``ends`` ((topic, partition) -> offset
+        after the last; only this feed's partitions matter): fetch them now."""
+        mine = {
+            tp: end for (t, p), end in ends.items() if (tp := TopicPartition(t, p)) in self._next
+        }
         if mine:
             self._gate.nudge(mine)
 
@@ -99,7 +102,7 @@ class RetractionFeed:
         reader needs, and read ``behind`` partitions back to it. Reads already on their
         way for an old position are dropped by aiokafka; a reader that is ahead skips
         what comes again."""
-        if not self._started.is_set():
+        if not self._started:
             return  # ``run`` assigns once the consumer has started
         wanted = set(self._next)
         if wanted != self._consumer.assignment():
@@ -114,7 +117,7 @@ class RetractionFeed:
         """Fetch and hand out until cancelled."""
         try:
             await self._consumer.start()
-            self._started.set()
+            self._started = True
             self._reassign(set())
             while True:
                 if not self._next:
@@ -135,7 +138,7 @@ class RetractionFeed:
                 if records:
                     await self._hand_out(records)
         finally:
-            self._started.clear()
+            self._started = False
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
 

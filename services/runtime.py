@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
-from aiokafka import TopicPartition
 
 from services.adapter_process import AdapterProcess, child_environment, read_control
 from services.context import ServiceContext
@@ -181,7 +180,7 @@ class Runtime:
         for worker in self.workers:
             worker.nudge(ends)
         if self.retraction_feed is not None:
-            self.retraction_feed.nudge({TopicPartition(t, p): end for (t, p), end in ends.items()})
+            self.retraction_feed.nudge(ends)
         if self.adapters is not None:
             self.adapters.published(ends)
 
