@@ -123,7 +123,7 @@ class FetchGate:
         return frozenset(self._elsewhere)
 
     def fetched_elsewhere(self, partitions: Iterable[TopicPartition]) -> None:
-        """Another consumer fetches these (the retraction feed): paused for good here,
+        """Another consumer fetches these (a lane feed): paused for good here,
         and never owed."""
         new = set(partitions) - self._elsewhere
         if new:

@@ -4,9 +4,9 @@ The worker subscribes to the dispatch lane (dispatches, updates, link tests) and
 the retraction lane in ONE consumer group with the range assignor: both topics
 have the same partition count and key, so a worker owns partition *p* of both,
 and everything about one alert is decided in one process. By default the worker's
-consumer only holds and commits the retraction partitions: a feed shared by the
-process's workers fetches them (``retraction_feed.py``), so a retraction's fetch
-never waits behind a dispatch fetch.
+consumer only holds and commits the partitions: one feed per lane, shared by the
+process's workers, fetches them (``lane_feed.py``), so a record is fetched once for
+every operator and a retraction's fetch never waits behind a dispatch fetch.
 
 Records never wait for each other's retries: every record becomes its own task.
 Order per alert is kept by chaining an alert's tasks within a lane. A retraction
@@ -43,9 +43,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
 from operator_adapters.fetch_gate import FetchGate
+from operator_adapters.lane_feed import LaneFeed
 from operator_adapters.priority import RetractionPriority
 from operator_adapters.resilience import BreakerOpen, CircuitBreaker, RateLimiter, RetryPolicy
-from operator_adapters.retraction_feed import RetractionFeed
 from schemas.alerts import DeliveryStatus
 from schemas.events import (
     AlertEvent,
@@ -190,10 +190,13 @@ class AdapterWorker:
         retraction_topic: str,
         dead_letters: DeadLetterSink,
         priority: RetractionPriority | None = None,
-        retraction_feed: RetractionFeed | None = None,
+        retraction_feed: LaneFeed | None = None,
+        dispatch_feed: LaneFeed | None = None,
     ) -> None:
         self.operator = adapter.operator
-        self._feed = retraction_feed
+        self._dispatch_topic = dispatch_topic
+        lanes = ((dispatch_topic, dispatch_feed), (retraction_topic, retraction_feed))
+        self._feeds = {topic: feed for topic, feed in lanes if feed is not None}
         self._priority = priority or RetractionPriority()
         self._retraction_topic = retraction_topic
         self._adapter = adapter
@@ -270,8 +273,8 @@ class AdapterWorker:
                 await asyncio.gather(*self._jobs, return_exceptions=True)
                 await self._recorder.stop()
             finally:
-                if self._feed is not None:
-                    self._feed.leave(self, self._consumer.assignment())
+                if self._feeds:
+                    self._leave_feeds(self._consumer.assignment())
                 await self._consumer.stop()
 
     def stop(self) -> None:
@@ -298,7 +301,11 @@ class AdapterWorker:
         assignment = self._consumer.assignment()
         if assignment:
             self.ready.set()
-        lane = [] if self._feed else [tp for tp in assignment if tp.topic == self._retraction_topic]
+        lane = (
+            []
+            if self._retraction_topic in self._feeds
+            else [tp for tp in assignment if tp.topic == self._retraction_topic]
+        )
         urgent = await self._consumer.getmany(*lane, timeout_ms=0) if lane else {}
         batch = await self._consumer.getmany(
             timeout_ms=0 if urgent else self._gate.poll_timeout_ms(),
@@ -313,30 +320,32 @@ class AdapterWorker:
             for tp in partitions:
                 self._progress[tp] = PartitionProgress()
             self._gate.assigned()
-            if self._feed is not None:
-                lane = {tp for tp in partitions if tp.topic == self._retraction_topic}
-                await self._join_feed(lane)
+            for topic, feed in self._feeds.items():
+                await self._join_feed(feed, {tp for tp in partitions if tp.topic == topic})
 
-    async def _join_feed(self, lane: set[TopicPartition]) -> None:
-        """The shared feed fetches this worker's retraction partitions from their
+    async def _join_feed(self, feed: LaneFeed, lane: set[TopicPartition]) -> None:
+        """The shared feed fetches this worker's partitions of its lane from their
         committed offsets (what this consumer would have fetched itself)."""
-        assert self._feed is not None
         self._gate.fetched_elsewhere(lane)
         starts = {tp: await self._consumer.committed(tp) or 0 for tp in lane}
-        self._feed.join(self, starts)
+        feed.join(self, starts)
 
-    async def receive_retractions(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """From the shared feed: the retraction lane's records of this worker's
-        partitions (any of a partition revoked meanwhile are dropped: its new owner
-        reads them). A stopping worker takes none (their offsets stay uncommitted)."""
+    async def receive_from_feed(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """From a shared feed: records of this worker's partitions of its lane (any of
+        a partition revoked meanwhile are dropped: its new owner reads them). A stopping
+        worker takes none (their offsets stay uncommitted)."""
         async with self._scheduling:
             owned = [r for r in records if TopicPartition(r.topic, r.partition) in self._progress]
             if owned and not self._stopping:
                 await self._schedule(owned)
+                self._flow_control()
+
+    def _leave_feeds(self, partitions: set[TopicPartition]) -> None:
+        for topic, feed in self._feeds.items():
+            feed.leave(self, {tp for tp in partitions if tp.topic == topic})
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
-        if self._feed is not None:
-            self._feed.leave(self, partitions)
+        self._leave_feeds(partitions)
         async with self._scheduling:  # the feed may be scheduling records of these
             await self._commit()
             for tp in partitions:
@@ -365,15 +374,26 @@ class AdapterWorker:
                 self._progress[tp].committed = offset
 
     def _flow_control(self) -> None:
-        """Pause a partition with too much unfinished work; the other lane keeps flowing."""
+        """Pause a partition with too much unfinished work; the other lane keeps flowing.
+        A partition a feed fetches is held there, for this worker only; the retraction
+        lane's feed never holds one (see ``lane_feed.py``)."""
         held = self._gate.held
         for tp, progress in self._progress.items():
             if tp in self._gate.elsewhere:
-                continue  # the shared feed never pauses for one worker
+                if tp.topic == self._dispatch_topic:
+                    self._feed_flow_control(tp, progress)
+                continue
             if tp not in held and len(progress) > PAUSE_ABOVE:
                 self._gate.hold(tp)
             elif tp in held and len(progress) < RESUME_BELOW:
                 self._gate.release(tp)
+
+    def _feed_flow_control(self, tp: TopicPartition, progress: PartitionProgress) -> None:
+        feed = self._feeds[self._dispatch_topic]
+        if len(progress) > PAUSE_ABOVE:
+            feed.hold(self, tp)
+        elif len(progress) < RESUME_BELOW:
+            feed.release(self, tp)
 
     async def _schedule(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         jobs: list[_Job] = []
@@ -506,6 +526,8 @@ class AdapterWorker:
         progress = self._progress.get(job.tp)
         if progress is not None:
             progress.finished(job.offset)
+            if job.tp in self._gate.elsewhere and job.tp.topic == self._dispatch_topic:
+                self._feed_flow_control(job.tp, progress)  # no poll of ours would see it
 
     # -- the three kinds of job --------------------------------------------------
 

@@ -40,15 +40,16 @@ if TYPE_CHECKING:
     import uvicorn
     from aiokafka import AIOKafkaProducer
 
+    from operator_adapters.lane_feed import LaneFeed
     from operator_adapters.priority import RetractionPriority
-    from operator_adapters.retraction_feed import RetractionFeed
     from operator_adapters.worker import AdapterWorker, WorkerPolicy
 
 log = logging.getLogger(__name__)
 #: Adapter workers' task names start with this (then the operator's name).
 _WORKER_TASK = "adapter:"
-#: The workers' shared retraction feed: stopped and restarted with them.
-_FEED_TASK = "retraction-feed"
+#: The workers' shared lane feeds' task names start with this: stopped and restarted
+#: with them.
+_FEED_TASK = "feed:"
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Runtime:
     reconciler: Reconciler | None = None
     link_tests: LinkTestScheduler | None = None
     adapters: AdapterProcess | None = None
-    retraction_feed: RetractionFeed | None = None
+    retraction_feed: LaneFeed | None = None
+    dispatch_feed: LaneFeed | None = None
     _producer: AIOKafkaProducer | None = None
     _http: list[httpx.AsyncClient] = field(default_factory=list)  # one per operator
     _priority: RetractionPriority | None = None
@@ -158,6 +160,7 @@ class Runtime:
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
                 "KAYIP_KAFKA_IDLE_PAUSE": str(settings.kafka_idle_pause).lower(),
                 "KAYIP_KAFKA_RETRACTION_FEED": str(settings.kafka_retraction_feed).lower(),
+                "KAYIP_KAFKA_DISPATCH_FEED": str(settings.kafka_dispatch_feed).lower(),
             }
         )
         self.adapters = AdapterProcess(env)
@@ -179,8 +182,9 @@ class Runtime:
         """The relay has published: wake the consumers it feeds, here or in the child."""
         for worker in self.workers:
             worker.nudge(ends)
-        if self.retraction_feed is not None:
-            self.retraction_feed.nudge(ends)
+        for feed in (self.retraction_feed, self.dispatch_feed):
+            if feed is not None:
+                feed.nudge(ends)
         if self.adapters is not None:
             self.adapters.published(ends)
 
@@ -260,7 +264,7 @@ class Runtime:
         consumers: the broker forgot the groups too, and a consumer that was never told
         can keep fetching as a member of a group that no longer exists. What was owed
         is in the database; replays are checked there and the reconciler re-publishes."""
-        old = self._worker_tasks() + [t for t in self._tasks if t.get_name() == _FEED_TASK]
+        old = self._worker_tasks() + [t for t in self._tasks if t.get_name().startswith(_FEED_TASK)]
         self._restarting.update(old)
         for task in old:
             task.cancel()
@@ -285,7 +289,8 @@ class Runtime:
         assert self._producer is not None
         dead_letters = KafkaDeadLetters(self._producer, topics.dead_letters)
         priority = self._retraction_priority(topics)
-        feed = self._start_retraction_feed()
+        self.retraction_feed = self._start_feed("retractions", settings.kafka_retraction_feed)
+        self.dispatch_feed = self._start_feed("dispatches", settings.kafka_dispatch_feed)
         for name in names:
             config = self._with_simulator_endpoint(name, enabled[name])
             adapter = build_adapter(name, config, self._operator_http(config), available)
@@ -303,25 +308,24 @@ class Runtime:
                 retraction_topic=topics.retractions,
                 dead_letters=dead_letters,
                 priority=priority,
-                retraction_feed=feed,
+                retraction_feed=self.retraction_feed,
+                dispatch_feed=self.dispatch_feed,
             )
             self.workers.append(worker)
             self._spawn(worker.run(), f"{_WORKER_TASK}{name}")
 
-    def _start_retraction_feed(self) -> RetractionFeed | None:
-        """One per set of workers (a restart of the workers makes a new one)."""
+    def _start_feed(self, lane: str, enabled: bool) -> LaneFeed | None:
+        """One per lane and set of workers (a restart of the workers makes new ones)."""
         from operator_adapters.fetch_gate import FetchGate
-        from operator_adapters.retraction_feed import RetractionFeed
+        from operator_adapters.lane_feed import LaneFeed
 
-        if not self.settings.kafka_retraction_feed:
-            self.retraction_feed = None
+        if not enabled:
             return None
         consumer = make_consumer(self.settings, self.bootstrap, None)
         recheck_s = self.settings.kafka_idle_recheck_ms / 1000
-        gate = FetchGate(consumer, self._wakes_consumers, recheck_s)
-        self.retraction_feed = RetractionFeed(consumer, gate)
-        self._spawn(self.retraction_feed.run(), _FEED_TASK)
-        return self.retraction_feed
+        feed = LaneFeed(consumer, FetchGate(consumer, self._wakes_consumers, recheck_s))
+        self._spawn(feed.run(), f"{_FEED_TASK}{lane}")
+        return feed
 
     def _retraction_priority(self, topics: Topics) -> RetractionPriority:
         """One per process, kept across worker restarts: the workers share the loop.

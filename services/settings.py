@@ -108,8 +108,11 @@ class Settings(BaseSettings):
     #: "Session 6"); see ``operator_adapters/fetch_gate.py``.
     kafka_idle_pause: bool = False
     #: The retraction lane through one consumer shared by a process's workers, so its
-    #: fetches never wait behind dispatch fetches (``operator_adapters/retraction_feed.py``).
+    #: fetches never wait behind dispatch fetches (``operator_adapters/lane_feed.py``).
     kafka_retraction_feed: bool = True
+    #: The dispatch lane likewise: each record fetched once for every operator, not
+    #: once per operator's consumer (``operator_adapters/lane_feed.py``).
+    kafka_dispatch_feed: bool = True
     #: A paused consumer still looks this often, for records published without a wake-up.
     kafka_idle_recheck_ms: int = Field(default=100, ge=1, le=600_000)
 

@@ -100,7 +100,7 @@ def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
 def make_consumer(settings: Settings, bootstrap: str, group: str | None) -> AIOKafkaConsumer:
     """Manual commits only: an offset moves after the effect is recorded in the database.
     The caller subscribes, so it can pass a rebalance listener. Without a group (the
-    retraction feed) the caller assigns partitions, and the workers' groups commit."""
+    lane feeds) the caller assigns partitions, and the workers' groups commit."""
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,

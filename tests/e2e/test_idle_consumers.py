@@ -8,6 +8,8 @@ hiding behind the periodic recheck.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.messaging.broker import EmbeddedBroker
@@ -36,9 +38,16 @@ async def test_idle_consumers_pause_and_the_relays_nudge_delivers(
     async with running(settings) as run:
         workers = run.service.workers
         assert len(workers) == 3
+        # By default the lane feeds fetch for the workers: theirs are the gates that
+        # sleep and are woken.
+        feeds = [run.service.dispatch_feed, run.service.retraction_feed]
+        gates = [feed.gate for feed in feeds if feed is not None]
+        assert len(gates) == 2
 
         async def all_asleep() -> bool:
-            return all(w.gate.asleep and w.assignment() for w in workers)
+            return all(w.gate.asleep and w.assignment() for w in workers) and all(
+                g.asleep for g in gates
+            )
 
         await eventually(all_asleep, timeout_s=20, what="every consumer to pause")
         for worker in workers:
@@ -62,30 +71,50 @@ async def test_idle_consumers_pause_and_the_relays_nudge_delivers(
             await eventually(retracted, timeout_s=20, what="the retraction everywhere")
             await eventually(all_asleep, timeout_s=20, what="the consumers to pause again")
 
-        assert all(w.gate.nudges > 0 and w.gate.sleeps >= 4 for w in workers)
+        assert all(g.nudges >= 3 and g.sleeps >= 4 for g in gates)
 
 
-@pytest.mark.parametrize("feed", [True, False], ids=["shared-retraction-feed", "own-fetch"])
+@pytest.mark.parametrize(
+    ("retraction_feed", "dispatch_feed"),
+    [(True, True), (True, False), (False, False)],
+    ids=["shared-feeds", "shared-retraction-feed", "own-fetch"],
+)
 async def test_without_the_gate_consumers_keep_fetching(
-    database_url: str, broker: EmbeddedBroker, feed: bool
+    database_url: str, broker: EmbeddedBroker, retraction_feed: bool, dispatch_feed: bool
 ) -> None:
-    """The default: no gate. With the shared retraction feed (the default) each worker
-    pauses only its retraction partitions, which the feed fetches; without it each
-    worker fetches both lanes itself. Either way the retraction reaches everyone."""
-    settings = make_settings(database_url, broker.bootstrap_servers, kafka_retraction_feed=feed)
+    """The default: no gate. With the shared lane feeds (the default) each worker
+    pauses its partitions of a lane the feed fetches; without them each worker fetches
+    that lane itself. Either way the alert and its retraction reach everyone."""
+    settings = make_settings(
+        database_url,
+        broker.bootstrap_servers,
+        kafka_retraction_feed=retraction_feed,
+        kafka_dispatch_feed=dispatch_feed,
+    )
     async with running(settings) as run:
         alert_id = await create_alert(run.http)
         await wait_delivered_everywhere(run.http, alert_id, timeout_s=20)
-        lane = set()
+        lanes: dict[str, set[Any]] = {"retractions": set(), "events": set()}
         for worker in run.service.workers:
             assert not worker.gate.enabled
             assert not worker.gate.asleep
-            mine = {tp for tp in worker.assignment() if ".alert-retractions." in tp.topic}
-            assert worker.paused() == worker.gate.elsewhere == (mine if feed else set())
-            lane |= mine
-        assert (run.service.retraction_feed is not None) == feed
-        if run.service.retraction_feed is not None:
-            assert run.service.retraction_feed.partitions == lane
+            mine = {
+                lane: {tp for tp in worker.assignment() if f".alert-{lane}." in tp.topic}
+                for lane in lanes
+            }
+            elsewhere = (mine["retractions"] if retraction_feed else set()) | (
+                mine["events"] if dispatch_feed else set()
+            )
+            assert worker.paused() == worker.gate.elsewhere == elsewhere
+            for lane, partitions in mine.items():
+                lanes[lane] |= partitions
+        service = run.service
+        assert (service.retraction_feed is not None) == retraction_feed
+        assert (service.dispatch_feed is not None) == dispatch_feed
+        if service.retraction_feed is not None:
+            assert service.retraction_feed.partitions == lanes["retractions"]
+        if service.dispatch_feed is not None:
+            assert service.dispatch_feed.partitions == lanes["events"]
         response = await run.http.post(
             f"/v1/alerts/{alert_id}/resolve", json={"reason": "found_safe"}, headers=auth()
         )
