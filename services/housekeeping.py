@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AlertStatus, DeliveryStatus
@@ -158,15 +158,29 @@ async def _write_check(
     report: RetractionCheck,
 ) -> None:
     async with db.write() as session:
-        for alert_id, at in stamps.items():
-            result = await session.execute(
-                update(Alert)
-                .where(Alert.id == alert_id, Alert.fully_retracted_at.is_(None))
-                .values(fully_retracted_at=at)
-                .execution_options(synchronize_session=False)
+        if stamps:
+            # One statement for all of them, not one each: this unit of work holds the
+            # write lock, and a resolve waits for it (a hundred alerts stamped one
+            # statement at a time held it 17-23 ms, bench/RESULTS.md "Session 10").
+            unstamped = set(
+                await session.scalars(
+                    select(Alert.id).where(
+                        Alert.id.in_(list(stamps)), Alert.fully_retracted_at.is_(None)
+                    )
+                )
             )
-            if result.rowcount:  # type: ignore[attr-defined]
-                report.stamped.append(alert_id)
+            todo = [(alert_id, at) for alert_id, at in stamps.items() if alert_id in unstamped]
+            if todo:
+                await session.execute(
+                    update(Alert.__table__)  # type: ignore[arg-type]
+                    .where(
+                        Alert.__table__.c.id == bindparam("b_id"),
+                        Alert.__table__.c.fully_retracted_at.is_(None),
+                    )
+                    .values(fully_retracted_at=bindparam("b_at")),
+                    [{"b_id": alert_id, "b_at": at} for alert_id, at in todo],
+                )
+            report.stamped.extend(alert_id for alert_id, _ in todo)
         if stale:
             await session.execute(
                 update(Alert)
