@@ -66,6 +66,9 @@ class LaneFeed:
         self._next: dict[TopicPartition, dict[FeedReader, int]] = {}
         # partition -> the readers flow control holds back there
         self._held: dict[TopicPartition, set[FeedReader]] = {}
+        # partition -> the offset the consumer fetches next (as of our last seek or
+        # hand-out; aiokafka's own ``position`` is a coroutine)
+        self._position: dict[TopicPartition, int] = {}
         self._gate = gate or FetchGate(consumer, enabled=False)
         self._started = False  # the consumer has started, so it can be assigned
         self._readers_changed = asyncio.Event()
@@ -80,15 +83,12 @@ class LaneFeed:
 
     def join(self, reader: FeedReader, starts: Mapping[TopicPartition, int]) -> None:
         """``reader`` owns these partitions now and needs each from the given offset."""
-        behind = set()
         for tp, offset in starts.items():
-            floor = self._floor(tp)
-            if floor is not None and offset < floor:
-                behind.add(tp)  # the consumer is past it: read back
             self._next.setdefault(tp, {})[reader] = offset
             self._unhold(reader, tp)
+            self._gate.release(tp)  # paused while every reader was held: not any more
         if starts:
-            self._reassign(behind)
+            self._reassign(set(starts))
 
     def leave(self, reader: FeedReader, partitions: Iterable[TopicPartition]) -> None:
         """``reader`` no longer owns these partitions: nothing more of them reaches it."""
@@ -100,6 +100,8 @@ class LaneFeed:
                 self._unhold(reader, tp)
                 if not readers:
                     del self._next[tp]
+                elif self._held.get(tp, set()) >= readers.keys():
+                    self._gate.hold(tp)  # the readers left are all held
         if changed:
             self._reassign(set())
 
@@ -119,11 +121,8 @@ class LaneFeed:
         readers = self._next.get(tp)
         if readers is None or reader not in self._held.get(tp, ()):
             return
-        floor = self._floor(tp)
         self._unhold(reader, tp)
-        if self._started and (floor is None or readers[reader] < floor):
-            self._consumer.seek(tp, readers[reader])  # it fell behind while held
-            self._gate.assigned()  # stay awake until the read-back is fetched
+        self._read_back(tp)  # it fell behind while held
         self._gate.release(tp)
 
     def held(self, reader: FeedReader) -> set[TopicPartition]:
@@ -152,27 +151,39 @@ class LaneFeed:
             if not held:
                 del self._held[tp]
 
-    def _reassign(self, behind: set[TopicPartition]) -> None:
+    def _reassign(self, joined: set[TopicPartition]) -> None:
         """Assign the union of the readers' partitions, each from the lowest offset an
-        active reader needs, and read ``behind`` partitions back to it. Reads already on
-        their way for an old position are dropped by aiokafka; a reader that is ahead
-        skips what comes again."""
+        active reader needs, and read ``joined`` partitions back to it if the consumer
+        is past it. Reads already on their way for an old position are dropped by
+        aiokafka; a reader that is ahead skips what comes again."""
         if not self._started:
             return  # ``run`` assigns once the consumer has started
         wanted = set(self._next)
         if wanted != self._consumer.assignment():
             self._consumer.assign(list(wanted))  # every position is reset: seek them all
             self._gate.forget(self._gate.held - wanted)
-            behind = wanted
+            self._position.clear()
+            for tp in wanted:
+                floor = self._floor(tp)
+                self._seek(tp, floor if floor is not None else min(self._next[tp].values()))
             for tp in self._gate.held & wanted:  # assign resumed them
                 self._consumer.pause(tp)
             self._gate.assigned()
-        elif behind:
-            self._gate.assigned()  # stay awake until the read-back is fetched
-        for tp in behind:
-            floor = self._floor(tp)
-            self._consumer.seek(tp, floor if floor is not None else min(self._next[tp].values()))
+        else:
+            for tp in joined:
+                self._read_back(tp)
         self._readers_changed.set()
+
+    def _read_back(self, tp: TopicPartition) -> None:
+        """Seek ``tp`` back if an active reader needs what the consumer is past."""
+        floor = self._floor(tp)
+        if self._started and floor is not None and floor < self._position.get(tp, floor):
+            self._seek(tp, floor)
+            self._gate.assigned()  # stay awake until the read-back is fetched
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(tp, offset)
+        self._position[tp] = offset
 
     async def run(self) -> None:
         """Fetch and hand out until cancelled."""
@@ -207,6 +218,7 @@ class LaneFeed:
         shares: dict[FeedReader, list[ConsumerRecord[bytes, bytes]]] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
+            self._position[tp] = record.offset + 1
             readers = self._next.get(tp)
             if not readers:
                 continue

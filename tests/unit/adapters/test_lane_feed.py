@@ -186,6 +186,16 @@ async def test_a_held_reader_gets_nothing_and_resumes_where_it_stopped_when_rele
     await _settle(log)
     assert fast.got == [(0, o) for o in range(8)]
     assert slow.got == [(0, o) for o in range(8)]  # nothing twice
+    feed.hold(slow, LANE[0])
+    feed.hold(fast, LANE[0])
+    assert log.paused == {LANE[0]}
+    newcomer = Reader()  # e.g. the partition came back to a worker after a rebalance
+    feed.join(newcomer, {LANE[0]: 7})
+    assert not log.paused
+    await _settle(log)
+    assert newcomer.got == [(0, 7)]
+    feed.leave(newcomer, [LANE[0]])
+    assert log.paused == {LANE[0]}  # the readers left are all held
     task.cancel()
 
 
