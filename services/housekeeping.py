@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AlertStatus, DeliveryStatus
@@ -148,6 +148,16 @@ async def check_retractions(
     return report
 
 
+_alerts = Alert.__table__
+assert isinstance(_alerts, Table)
+#: Core, with bind parameters, so one executemany stamps every alert of a check.
+_stamp = (
+    update(_alerts)
+    .where(_alerts.c.id == bindparam("b_id"), _alerts.c.fully_retracted_at.is_(None))
+    .values(fully_retracted_at=bindparam("b_at"))
+)
+
+
 async def _write_check(
     db: Database,
     stamps: dict[str, datetime],
@@ -172,13 +182,7 @@ async def _write_check(
             todo = [(alert_id, at) for alert_id, at in stamps.items() if alert_id in unstamped]
             if todo:
                 await session.execute(
-                    update(Alert.__table__)  # type: ignore[arg-type]
-                    .where(
-                        Alert.__table__.c.id == bindparam("b_id"),
-                        Alert.__table__.c.fully_retracted_at.is_(None),
-                    )
-                    .values(fully_retracted_at=bindparam("b_at")),
-                    [{"b_id": alert_id, "b_at": at} for alert_id, at in todo],
+                    _stamp, [{"b_id": alert_id, "b_at": at} for alert_id, at in todo]
                 )
             report.stamped.extend(alert_id for alert_id, _ in todo)
         if stale:
