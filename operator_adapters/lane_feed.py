@@ -86,7 +86,6 @@ class LaneFeed:
         for tp, offset in starts.items():
             self._next.setdefault(tp, {})[reader] = offset
             self._unhold(reader, tp)
-            self._gate.release(tp)  # paused while every reader was held: not any more
         if starts:
             self._reassign(set(starts))
 
@@ -100,8 +99,6 @@ class LaneFeed:
                 self._unhold(reader, tp)
                 if not readers:
                     del self._next[tp]
-                elif self._held.get(tp, set()) >= readers.keys():
-                    self._gate.hold(tp)  # the readers left are all held
         if changed:
             self._reassign(set())
 
@@ -111,10 +108,8 @@ class LaneFeed:
         readers = self._next.get(tp)
         if readers is None or reader not in readers:
             return
-        held = self._held.setdefault(tp, set())
-        held.add(reader)
-        if held >= readers.keys():
-            self._gate.hold(tp)
+        self._held.setdefault(tp, set()).add(reader)
+        self._pause_if_all_held(tp)
 
     def release(self, reader: FeedReader, tp: TopicPartition) -> None:
         """``reader`` may take ``tp`` again, from where it stopped."""
@@ -123,7 +118,6 @@ class LaneFeed:
             return
         self._unhold(reader, tp)
         self._read_back(tp)  # it fell behind while held
-        self._gate.release(tp)
 
     def held(self, reader: FeedReader) -> set[TopicPartition]:
         return {tp for tp, readers in self._held.items() if reader in readers}
@@ -150,6 +144,16 @@ class LaneFeed:
             held.discard(reader)
             if not held:
                 del self._held[tp]
+        self._pause_if_all_held(tp)
+
+    def _pause_if_all_held(self, tp: TopicPartition) -> None:
+        """The one place that decides whether ``tp`` is paused: exactly when it has
+        readers and every one of them is held."""
+        readers = self._next.get(tp)
+        if readers and self._held.get(tp, set()) >= readers.keys():
+            self._gate.hold(tp)
+        else:
+            self._gate.release(tp)
 
     def _reassign(self, joined: set[TopicPartition]) -> None:
         """Assign the union of the readers' partitions, each from the lowest offset an
