@@ -21,11 +21,10 @@ from the database alone (rules in ``services/lifecycle.py``):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,10 +77,6 @@ from services.sms import render_sms
 from services.statistics import alert_statistics
 
 MAX_LAST_SEEN_AGE = timedelta(days=30)
-#: Turns of the event loop a request yields after its commit, so the relay (woken by
-#: it) and then the producer's sender task run before the request goes on. Three is
-#: what the bench probe used (see ``AlertService._hand_over``).
-RELAY_TURNS = 3
 TARGET_AREA: TypeAdapter[TargetArea] = TypeAdapter(TargetArea)
 WEBHOOK_ID_NAMESPACE = uuid.UUID("6f1c0c52-5a4e-4d8a-9d0f-2c7f3c1b9e11")
 
@@ -114,6 +109,10 @@ def _no_suppress(_event_ids: Iterable[str]) -> None:
     return None
 
 
+async def _no_wait(_events: Sequence[PendingEvent]) -> None:
+    return None
+
+
 class AlertService:
     """The alert lifecycle; built once per process by the composition root."""
 
@@ -127,9 +126,11 @@ class AlertService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_suppress: Callable[[Iterable[str]], None] = _no_suppress,
         ttl: timedelta = timedelta(hours=72),
+        until_published: Callable[[Sequence[PendingEvent]], Awaitable[None]] = _no_wait,
     ) -> None:
         """``on_suppress`` drops suppressed events from the relay's in-memory feed;
-        ``ttl`` is how long an alert lives unless renewed."""
+        ``ttl`` is how long an alert lives unless renewed; ``until_published`` waits
+        (bounded) for the relay to have committed events acknowledged by the broker."""
         self._db = db
         self._geofence = geofence
         self._topics = topics
@@ -138,6 +139,7 @@ class AlertService:
         self._clock = clock
         self._on_suppress = on_suppress
         self._ttl = ttl
+        self._until_published = until_published
 
     async def create(
         self, client_id: str, body: AlertCreate, idempotency_key: str | None
@@ -405,22 +407,19 @@ class AlertService:
     # -- internals -------------------------------------------------------------
 
     async def _hand_over(self, events: Sequence[PendingEvent]) -> None:
-        """Hand committed events to the relay, then let it have the event loop's next
-        turns before this request goes on.
+        """Hand committed events to the relay and wait (bounded) until the broker has
+        them, before this request goes on to build its answer.
 
         Why: the relay runs on the same loop, and on SQLite every statement runs inline
-        (``services/db/engine.py``), so a request's unit of work holds the loop for
-        milliseconds at a time. Without this the relay's wake-up waited behind the rest
-        of this request (reading the answer back) and, with requests back to back,
-        behind the next one's unit of work, at every one of the turns it needs to put
-        the records on the wire. With it, under back-to-back resolves, event → Kafka
-        record fell from 7.9-13.5 to 5.1-6.8 ms at p50 (bench/RESULTS.md, "Session
-        10"). The cost is a few idle turns of the loop.
+        (``services/db/engine.py``). A request that went on at once (reading its answer
+        back, serialising it) kept the relay and the producer's sender from the loop,
+        and, with requests back to back, so did the next one's unit of work. Yielding a
+        few turns was not enough: traced, the produce request still left 2-4 ms after
+        the commit (bench/RESULTS.md, "Session 11"). See ``OutboxFeed.until_published``.
         """
         self._on_commit(events)
         if events:
-            for _ in range(RELAY_TURNS):
-                await asyncio.sleep(0)
+            await self._until_published(events)
 
     def _check_rules(self, body: AlertCreate, now: datetime) -> None:
         check_subject(body.subject)

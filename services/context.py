@@ -44,7 +44,7 @@ class ServiceContext:
         db: Database | None = None,
     ) -> ServiceContext:
         database = db or Database(settings.database_url, settings.database_pool_size)
-        feed = OutboxFeed()
+        feed = OutboxFeed(handover_wait_s=settings.relay_handover_wait_ms / 1000)
         metrics.prime(sorted(settings.enabled_operators))
         alerts = AlertService(
             db=database,
@@ -53,6 +53,7 @@ class ServiceContext:
             operators=sorted(settings.enabled_operators),
             on_commit=feed.committed,
             on_suppress=feed.suppress,
+            until_published=feed.until_published,
             ttl=timedelta(hours=settings.alert_ttl_hours),
         )
         return cls(

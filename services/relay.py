@@ -70,6 +70,7 @@ class OutboxRelay:
         self._catching_up = True
         self._unmarked: list[str] = []
         self._next_sweep = 0.0
+        feed.relayed()
 
     async def run(self) -> None:
         backoff = 0.05
@@ -136,6 +137,7 @@ class OutboxRelay:
 
     async def _publish(self, events: Sequence[PendingEvent]) -> None:
         ends = await self._publisher.publish([(e.topic, e.key, e.value) for e in events])
+        self._feed.published(e.event_id for e in events)
         if self._on_published is not None:
             self._on_published(ends)
         OUTBOX_PUBLISHED.inc(len(events))

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     webhook_transport: Literal["lean", "httpcore"] = "lean"
 
     relay_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    #: After its commit, a write request waits up to this long for the in-process relay
+    #: to have its events acknowledged by the broker, before it builds its answer (0:
+    #: don't wait). See ``OutboxFeed.until_published``.
+    relay_handover_wait_ms: int = Field(default=25, ge=0, le=1000)
     relay_batch_size: int = Field(default=500, ge=1, le=10000)
 
     #: A delivery still owed and untouched this long is re-published (broker loss, crash).

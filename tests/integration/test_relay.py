@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import pytest
@@ -124,3 +126,28 @@ async def test_rows_left_by_a_crash_are_published_at_start_up(context: ServiceCo
     # The dispatches were suppressed by the resolve: the sweep skips them for good.
     assert _types(publisher, alert_id) == ["alert.retracted"]
     assert await _unpublished(context) == 0
+
+
+class SlowPublisher(FakePublisher):
+    """Takes a while to be acknowledged, like a broker round trip under load."""
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, bytes]]) -> PublishedEnds:
+        await asyncio.sleep(0.02)
+        return await super().publish(messages)
+
+
+async def test_a_request_goes_on_only_once_the_relay_has_its_events_published(
+    context: ServiceContext,
+) -> None:
+    publisher = SlowPublisher()
+    relay = OutboxRelay(context.db, publisher, context.feed, sweep_grace_s=2.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        alert_id = await _create(context)
+        assert _types(publisher, alert_id) == ["alert.dispatch_requested"] * 3
+        await _resolve(context, alert_id)
+        assert _types(publisher, alert_id)[-1] == "alert.retracted"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
