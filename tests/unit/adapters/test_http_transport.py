@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trustme
 
-from operator_adapters.http_transport import LeanTransport
+from operator_adapters.http_transport import LeanTransport, webhook_client
 
 
 @dataclass
@@ -261,3 +261,18 @@ async def test_closing_the_transport_closes_connections_still_in_use_once_answer
                     break
                 await asyncio.sleep(0.01)
         assert server.closed == 1
+
+
+@pytest.mark.parametrize("wire", ["lean", "httpcore"])
+async def test_a_cookie_an_operator_sets_never_rides_on_the_next_webhook(wire: str) -> None:
+    with_cookie = (
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nContent-Length: 2\r\n\r\nok"
+    )
+    async with raw_server(with_cookie, OK) as server:
+        async with webhook_client(wire, 2) as http:  # type: ignore[arg-type]
+            assert (await http.post(url(server), content=b"first")).status_code == 200
+            assert (await http.post(url(server), content=b"second")).status_code == 200
+            with pytest.raises(TypeError):
+                http.cookies = {"planted": "1"}
+    assert len(server.requests) == 2
+    assert b"cookie" not in server.requests[1].lower()
