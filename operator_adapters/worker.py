@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -86,7 +87,21 @@ RESUME_BELOW = 50
 MAX_RECORDS_PER_POLL = 100  # one poll's parsing is one uninterrupted stretch of the loop
 
 
+#: How many parsed events a process keeps (see ``parse_event``).
+PARSED_EVENTS_KEPT = 512
+
+
+@functools.lru_cache(maxsize=PARSED_EVENTS_KEPT)
 def parse_event(value: bytes | None) -> AlertEvent | None:
+    """The event a record carries, parsed once per process, not once per worker.
+
+    Why: a lane feed hands every worker of the process the same records, and each
+    operator's dispatch is a record of its own that the other workers skip only after
+    parsing it; without the cache a create was parsed nine times, and the last
+    operator's webhook waited behind the others' parsing. Events are frozen models
+    that no worker changes, so one object can serve them all; the key is the record's
+    bytes (their hash is computed once and kept by the bytes object).
+    """
     try:
         return EVENT.validate_json(value or b"null")
     except ValidationError:
