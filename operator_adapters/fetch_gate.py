@@ -3,10 +3,11 @@
 Why: the embedded broker (Tansu 0.6) answers a fetch at once when it holds records,
 but when it holds none it waits the whole ``fetch_max_wait_ms`` and never wakes for
 records that arrive meanwhile. To keep an alert's latency low, consumers therefore
-fetch with a 2 ms wait: each of the three operators' consumers polls every partition
-of both lanes about 400 times a second. Idle, that cost half a core in the broker
-and a third of one in the adapter process (bench/RESULTS.md, "Session 6") on a
-two-core machine where every alert competes for those cores.
+fetch with a short wait (2 ms when this was written, 1 ms now): each of the three
+operators' consumers polled every partition of both lanes about 400 times a
+second. Idle, that cost half a core in the broker and a third of one in the adapter
+process (bench/RESULTS.md, "Session 6") on a two-core machine where every alert
+competes for those cores.
 
 The relay knows what it has published: the broker acknowledged records up to some
 offset of some partitions. It tells the consumers (``nudge``): in its own process
@@ -28,10 +29,12 @@ paused partition's fetched records are dropped by aiokafka, so "nothing for a wh
 alone would lose the race under load and leave the records to the next recheck.
 
 Apache Kafka holds a fetch and answers as soon as a record arrives, so with it the
-gate is pointless. With the embedded broker it is off by default too
-(``KAYIP_KAFKA_IDLE_PAUSE``): it saved the idle CPU above and a few milliseconds per
-sequential alert, but under a 15,000-record dispatch backlog retractions took 3-5
-times longer in 3 of 5 bench runs, for a reason not yet found. Flow control pauses partitions too
+gate is pointless and off by default. With the embedded broker it is on by default
+(``KAYIP_KAFKA_IDLE_PAUSE``, ``Settings.idle_pause``). In session 6, before the lane
+feeds, it made retractions 3-5 times slower under a 15,000-record dispatch backlog in
+3 of 5 bench runs; in session 11, in five interleaved pairs, it did not, and with a
+1 ms fetch wait it took 1.5-2.4 ms off a create and halved the broker's CPU
+(bench/RESULTS.md). Flow control pauses partitions too
 (``hold``/``release``); a partition paused for either reason stays paused, so the
 two never undo each other.
 """

@@ -132,7 +132,7 @@ class Runtime:
                 # the sweep leaves them a grace period so the two never race.
                 sweep_grace_s=2.0 if self.parts.api else 0.0,
                 # Wake-ups only matter to consumers that pause (``fetch_gate.py``).
-                on_published=self._published if settings.kafka_idle_pause else None,
+                on_published=self._published if settings.idle_pause else None,
             )
             self._spawn(relay.run(), "relay")
             if not settings.is_sqlite and not self.parts.api:
@@ -158,7 +158,8 @@ class Runtime:
                 "KAYIP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "KAYIP_KAFKA_ENABLE_IDEMPOTENCE": str(settings.idempotent_producer).lower(),
                 "KAYIP_KAFKA_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
-                "KAYIP_KAFKA_IDLE_PAUSE": str(settings.kafka_idle_pause).lower(),
+                "KAYIP_KAFKA_IDLE_PAUSE": str(settings.idle_pause).lower(),
+                "KAYIP_KAFKA_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
                 "KAYIP_KAFKA_RETRACTION_FEED": str(settings.kafka_retraction_feed).lower(),
                 "KAYIP_KAFKA_DISPATCH_FEED": str(settings.kafka_dispatch_feed).lower(),
             }
@@ -192,7 +193,7 @@ class Runtime:
     def _wakes_consumers(self) -> bool:
         """Whether this process's consumers hear of every publish (from the relay here,
         or from ``serve`` on stdin); without that an idle pause would only add latency."""
-        return self.settings.kafka_idle_pause and (self.parts.relay or self.parts.control_stdin)
+        return self.settings.idle_pause and (self.parts.relay or self.parts.control_stdin)
 
     def _expect_retraction(self, alert_id: str) -> None:
         """Hold this process's dispatches back until every worker here fetched it."""

@@ -96,17 +96,18 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "kayip"
     kafka_partitions: int = Field(default=6, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1)
-    kafka_fetch_max_wait_ms: int = Field(default=2, ge=0, le=5000)
+    #: Consumer long-poll bound; unset: 1 ms with the embedded broker, 2 ms with
+    #: Apache Kafka (see ``fetch_max_wait_ms``).
+    kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=0, le=5000)
     #: Small fetches: a fetch is one round trip for every assigned partition, and a
     #: retraction's partition waits for the whole response; megabytes of queued
     #: dispatches in one response would hold it back.
     kafka_max_partition_fetch_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     kafka_session_timeout_ms: int | None = Field(default=None, ge=1000, le=300000)
     #: Idle consumers stop fetching until the relay wakes them (only useful with the
-    #: embedded broker, which never wakes a waiting fetch itself). Off: under a dispatch
-    #: backlog it made retractions slower in 3 of 5 bench runs (bench/RESULTS.md,
-    #: "Session 6"); see ``operator_adapters/fetch_gate.py``.
-    kafka_idle_pause: bool = False
+    #: embedded broker, which never wakes a waiting fetch itself); unset: on with the
+    #: embedded broker (see ``idle_pause``, ``operator_adapters/fetch_gate.py``).
+    kafka_idle_pause: bool | None = None
     #: The retraction lane through one consumer shared by a process's workers, so its
     #: fetches never wait behind dispatch fetches (``operator_adapters/lane_feed.py``).
     kafka_retraction_feed: bool = True
@@ -223,6 +224,27 @@ class Settings(BaseSettings):
         if self.kafka_enable_idempotence is not None:
             return self.kafka_enable_idempotence
         return not self.embedded_broker
+
+    @property
+    def idle_pause(self) -> bool:
+        """On with the embedded broker unless set: with the lane feeds (sessions 9 and
+        10) it no longer slowed retractions under a backlog (five interleaved pairs),
+        and with a 1 ms fetch wait it took 1.5-2.4 ms off a create, halved the
+        broker's CPU and raised burst throughput by a fifth (bench/RESULTS.md,
+        "Session 11"). Apache Kafka wakes a waiting fetch itself: nothing to gain."""
+        if self.kafka_idle_pause is not None:
+            return self.kafka_idle_pause
+        return self.embedded_broker
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """The embedded broker answers an empty fetch only when this runs out and never
+        wakes it for new records, so it bounds every hop's latency; idle consumers
+        pause instead of polling (``idle_pause``), so 1 ms costs little. Apache Kafka:
+        2 ms, as before (not measured here: no Apache Kafka on this machine)."""
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 1 if self.embedded_broker else 2
 
     @property
     def consumer_session_timeout_ms(self) -> int:

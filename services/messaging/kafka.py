@@ -106,7 +106,7 @@ def make_consumer(settings: Settings, bootstrap: str, group: str | None) -> AIOK
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         fetch_max_bytes=max(1048576, settings.kafka_max_partition_fetch_bytes),
         max_poll_records=500,

@@ -121,12 +121,30 @@ def test_the_stop_grace_reaches_the_workers(monkeypatch: pytest.MonkeyPatch) -> 
     assert policy.stop_grace_s == 2.5
 
 
-def test_the_idle_pause_is_off_unless_asked_and_reaches_the_workers(
+def test_the_idle_pause_and_fetch_wait_follow_the_broker_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    embedded = Settings()
+    assert embedded.idle_pause is True
+    assert embedded.fetch_max_wait_ms == 1
+    monkeypatch.setenv("KAYIP_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    external = Settings()
+    assert external.idle_pause is False
+    assert external.fetch_max_wait_ms == 2
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_PAUSE", "true")
+    monkeypatch.setenv("KAYIP_KAFKA_FETCH_MAX_WAIT_MS", "7")
+    assert Settings().idle_pause is True
+    assert Settings().fetch_max_wait_ms == 7
+    monkeypatch.delenv("KAYIP_KAFKA_BOOTSTRAP_SERVERS")
+    monkeypatch.setenv("KAYIP_KAFKA_IDLE_PAUSE", "false")
+    assert Settings().idle_pause is False
+
+
+def test_the_idle_pause_can_be_asked_for_and_reaches_the_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from services.runtime import worker_policy
 
-    assert Settings().kafka_idle_pause is False
     monkeypatch.setenv("KAYIP_KAFKA_IDLE_PAUSE", "maybe")
     with pytest.raises(ValidationError, match="kafka_idle_pause"):
         Settings()
