@@ -408,14 +408,8 @@ class AlertService:
 
     async def _hand_over(self, events: Sequence[PendingEvent]) -> None:
         """Hand committed events to the relay and wait (bounded) until the broker has
-        them, before this request goes on to build its answer.
-
-        Why: the relay runs on the same loop, and on SQLite every statement runs inline
-        (``services/db/engine.py``). A request that went on at once (reading its answer
-        back, serialising it) kept the relay and the producer's sender from the loop,
-        and, with requests back to back, so did the next one's unit of work. Yielding a
-        few turns was not enough: traced, the produce request still left 2-4 ms after
-        the commit (bench/RESULTS.md, "Session 11"). See ``OutboxFeed.until_published``.
+        them, before this request goes on to build its answer: the relay shares this
+        loop, where SQLite runs inline. Why, and the bound: ``OutboxFeed.until_published``.
         """
         self._on_commit(events)
         if events:
