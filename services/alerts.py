@@ -154,7 +154,7 @@ class AlertService:
         self._check_rules(body, now)
         resolution = self._resolve_area(body, now)
         try:
-            created, events = await self._insert(
+            inserted, events = await self._insert(
                 client_id, body, resolution, idempotency_key, request_hash, now
             )
         except IntegrityError:
@@ -166,6 +166,8 @@ class AlertService:
                 raise
             return CreateOutcome(alert=replay, replayed=True)
         await self._hand_over(events)
+        # Read only after the hand-over: the operators' dispatch must not wait for it.
+        created = _to_read(*inserted)
         ALERTS_CREATED.labels(body.subject.category.value).inc()
         return CreateOutcome(alert=created, replayed=False)
 
@@ -445,8 +447,9 @@ class AlertService:
         idempotency_key: str | None,
         request_hash: str,
         now: datetime,
-    ) -> tuple[AlertRead, list[PendingEvent]]:
-        """Write every row of a new alert in one transaction; return it and its events."""
+    ) -> tuple[tuple[Alert, list[Delivery], list[str]], list[PendingEvent]]:
+        """Write every row of a new alert in one transaction; return what its read model
+        is built from (alert, deliveries, consent channels) and its events."""
         alert_id = str(uuid.uuid4())
         subject, seen, consent = body.subject, body.last_seen, body.consent
         sms_text = render_sms(
@@ -557,7 +560,7 @@ class AlertService:
             await insert_all(session, rows)
             await notify_in_transaction(session)
         events = [PendingEvent.of(row) for row in rows if isinstance(row, OutboxEvent)]
-        return _to_read(alert, deliveries, [c.value for c in consent.channels]), events
+        return (alert, deliveries, [c.value for c in consent.channels]), events
 
     async def _active(self, session: AsyncSession, alert_id: str, verb: str) -> Alert:
         alert = await session.get(Alert, _parse_id(alert_id), with_for_update=True)

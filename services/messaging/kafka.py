@@ -88,10 +88,18 @@ async def ensure_topics(
 
 
 def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
+    """``max_batch_size``: a create's three dispatch events (one per operator, each with
+    the broadcast polygon and that operator's cells) are about 18 KB together, more
+    than aiokafka's default 16 KB batch; the overflow waited for the first batch's
+    acknowledgement and went in a second produce request, one broker round trip
+    later (bench/RESULTS.md, "Session 12"). A batch as large as a consumer's
+    per-partition fetch keeps them in one request while a fetch still takes a batch
+    whole."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=0,
+        max_batch_size=settings.kafka_max_partition_fetch_bytes,
         enable_idempotence=settings.idempotent_producer,
         request_timeout_ms=10000,
     )
