@@ -43,6 +43,7 @@ from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 
 from operator_adapters.base import DeliveryError, OperatorAdapter, RenderedMessage
+from operator_adapters.concurrency import AdaptiveLimit
 from operator_adapters.fetch_gate import FetchGate
 from operator_adapters.lane_feed import LaneFeed
 from operator_adapters.priority import RetractionPriority
@@ -128,6 +129,8 @@ class WorkerPolicy:
     )
     retraction_alarm_after_s: float = 60.0
     concurrency: int = 8
+    #: Fewer dispatches in flight while the operator queues them (``concurrency.py``).
+    adaptive_concurrency: bool = True
     max_rate_per_s: float | None = None
     breaker_failure_threshold: int = 5
     breaker_open_s: float = 5.0
@@ -224,7 +227,7 @@ class AdapterWorker:
         self._rate = RateLimiter(policy.max_rate_per_s)
         # Retractions get their own connection slots and skip the rate limit: a queue of
         # dispatches waiting for a slot must never delay one.
-        self._slots = asyncio.Semaphore(policy.concurrency)
+        self._slots = AdaptiveLimit(policy.concurrency, policy.adaptive_concurrency)
         self._retraction_slots = asyncio.Semaphore(policy.concurrency)
         self.ready = asyncio.Event()
         self._replay_below: dict[TopicPartition, int] = {}
@@ -706,10 +709,15 @@ class AdapterWorker:
                         )
                         return _Failure("circuit open", None, exc.retry_in_s, retriable=True)
                     failure: DeliveryError | None = None
+                    rendered = message.get()
+                    in_flight, sent = self._slots.in_flight, time.monotonic()
                     try:
-                        receipt = await self._adapter.deliver(job.webhook_id, message.get())
+                        receipt = await self._adapter.deliver(job.webhook_id, rendered)
                     except DeliveryError as exc:
                         failure = exc
+                    else:
+                        if job.kind in ("dispatch", "update"):
+                            self._slots.observe(time.monotonic() - sent, in_flight)
         if failure is not None:
             self._breaker.failure()
             self._update_breaker_metric()

@@ -451,6 +451,7 @@ def worker_policy(
         link_test_retry=RetryPolicy(cap_s=1.0, deadline_s=min(config.retry_deadline_s, 10.0)),
         retraction_alarm_after_s=settings.retraction_alarm_after_s,
         concurrency=config.concurrency,
+        adaptive_concurrency=config.adaptive_concurrency,
         max_rate_per_s=config.max_rate_per_s,
         breaker_failure_threshold=config.breaker_failure_threshold,
         breaker_open_s=config.breaker_open_s,

@@ -52,6 +52,8 @@ class OperatorConfig(BaseModel):
     previous_signing_secret: SecretStr | None = None
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     concurrency: int = Field(default=8, ge=1, le=256)
+    #: Fewer dispatches in flight while this operator queues them (at most ``concurrency``).
+    adaptive_concurrency: bool = True
     max_rate_per_s: float | None = Field(default=None, gt=0)
     retry_deadline_s: float = Field(default=300.0, gt=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)
