@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select, update
 
 from schemas.alerts import AlertStatus, DeliveryStatus
 from services import audit
-from services.db.bulk import insert_all
+from services.db.bulk import insert_prepared, prepare_inserts
 from services.db.engine import Database
 from services.db.models import Alert, Base, Delivery, DeliveryAttempt, LinkTest
 
@@ -302,41 +302,40 @@ class DeliveryRecorder:
                 if not waiter.done():
                     waiter.set_result(None)
             return
+        # Every parameter is built before the unit of work: on SQLite it holds the one
+        # write lock, which the API's resolves wait for.
+        notes = [
+            {
+                "b_webhook_id": n.webhook_id,
+                "b_attempts": n.attempts,
+                "b_status_code": n.status_code,
+                "b_error": _short(n.reason),
+                "b_at": n.at,
+                "b_next": n.next_attempt_at,
+            }
+            for n in batch.notes
+        ]
+        outcomes = [_finish_params(o) for o in batch.outcomes]
+        link_tests = [
+            {
+                "b_webhook_id": t.webhook_id,
+                "b_outcome": "ok" if t.ok else "failed",
+                "b_status_code": t.status_code,
+                "b_latency_ms": t.latency_ms,
+                "b_reason": _short(t.reason),
+                "b_at": t.at,
+            }
+            for t in batch.link_tests
+        ]
+        rows = prepare_inserts([*(_attempt_row(a) for a in batch.attempts), *batch.audits])
         async with self._db.write() as session:
-            if batch.notes:
-                await session.execute(
-                    _retrying,
-                    [
-                        {
-                            "b_webhook_id": n.webhook_id,
-                            "b_attempts": n.attempts,
-                            "b_status_code": n.status_code,
-                            "b_error": _short(n.reason),
-                            "b_at": n.at,
-                            "b_next": n.next_attempt_at,
-                        }
-                        for n in batch.notes
-                    ],
-                )
-            if batch.outcomes:
-                await session.execute(_finish, [_finish_params(o) for o in batch.outcomes])
-            if batch.link_tests:
-                await session.execute(
-                    _link_finished,
-                    [
-                        {
-                            "b_webhook_id": t.webhook_id,
-                            "b_outcome": "ok" if t.ok else "failed",
-                            "b_status_code": t.status_code,
-                            "b_latency_ms": t.latency_ms,
-                            "b_reason": _short(t.reason),
-                            "b_at": t.at,
-                        }
-                        for t in batch.link_tests
-                    ],
-                )
-            rows: list[Base] = [_attempt_row(a) for a in batch.attempts]
-            await insert_all(session, [*rows, *batch.audits])
+            if notes:
+                await session.execute(_retrying, notes)
+            if outcomes:
+                await session.execute(_finish, outcomes)
+            if link_tests:
+                await session.execute(_link_finished, link_tests)
+            await insert_prepared(session, rows)
 
 
 def _finish_params(o: DeliveryOutcome) -> dict[str, object]:

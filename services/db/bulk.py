@@ -49,13 +49,27 @@ def _row(obj: Base, columns: tuple[tuple[str, str, bool], ...]) -> dict[str, Any
     return row
 
 
-async def insert_all(session: AsyncSession, objects: Sequence[Base]) -> None:
+#: INSERT statements with their rows, table by table in the order first seen.
+Prepared = list[tuple[Insert, list[dict[str, Any]]]]
+
+
+def prepare_inserts(objects: Sequence[Base]) -> Prepared:
+    """The rows of ``objects`` as plain parameters, built before a unit of work begins:
+    on SQLite, whatever runs inside one holds the database's only write lock."""
     grouped: dict[Table, tuple[Insert, list[dict[str, Any]]]] = {}
     for obj in objects:
         table, statement, columns = _plan(type(obj))
         grouped.setdefault(table, (statement, []))[1].append(_row(obj, columns))
-    if not grouped:
+    return list(grouped.values())
+
+
+async def insert_prepared(session: AsyncSession, prepared: Prepared) -> None:
+    if not prepared:
         return
     connection = await session.connection()
-    for statement, rows in grouped.values():
+    for statement, rows in prepared:
         await connection.execute(statement, rows)
+
+
+async def insert_all(session: AsyncSession, objects: Sequence[Base]) -> None:
+    await insert_prepared(session, prepare_inserts(objects))
