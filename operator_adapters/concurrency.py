@@ -95,7 +95,8 @@ class AdaptiveLimit:
 
     @property
     def capacity(self) -> int:
-        """How many may be in flight now: the limit, or ``minimum`` during a probe."""
+        """How many may be in flight now: the limit, or ``minimum`` during a probe (a
+        probe past ``PROBE_MAX_S`` ends here, whoever asks first)."""
         if self._probe_started is not None:
             if self._clock() - self._probe_started < PROBE_MAX_S:
                 return self.minimum

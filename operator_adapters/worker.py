@@ -465,9 +465,9 @@ class AdapterWorker:
         # the embedded broker (Tansu) reports a partition's end as its last record
         # batch's first offset + 1, so a multi-record batch's later records passed for
         # new after a restart and were sent again (tests/e2e/test_redelivery.py).
-        maybe_replayed = record.offset < self._replay_below.get(
-            tp, 1 << 62
-        ) or record.timestamp <= self._published_before.get(tp, 0)
+        before_offset = record.offset < self._replay_below.get(tp, 1 << 62)
+        before_time = record.timestamp <= self._published_before.get(tp, 0)
+        maybe_replayed = before_offset or before_time
         check = maybe_replayed or event.redelivery
         webhook_id = webhook_id_for(str(event.event_id), self.operator)
         if isinstance(event, LinkTestRequested):
