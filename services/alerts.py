@@ -59,7 +59,7 @@ from schemas.events import (
 )
 from services import audit, lifecycle, outbox, targeting
 from services.consent import CLOCK_SKEW, check_consent, check_subject
-from services.db.bulk import insert_all
+from services.db.bulk import insert_all, insert_prepared, prepare_inserts
 from services.db.engine import Database
 from services.db.models import Alert, Base, ConsentRecord, Delivery, IdempotencyKey, OutboxEvent
 from services.errors import Conflict, NotFound, ValidationFailed
@@ -556,8 +556,9 @@ class AlertService:
                 )
             )
         rows[2:2] = deliveries
+        prepared = prepare_inserts(rows)  # outside the unit of work: see prepare_inserts
         async with self._db.write() as session:
-            await insert_all(session, rows)
+            await insert_prepared(session, prepared)
             await notify_in_transaction(session)
         events = [PendingEvent.of(row) for row in rows if isinstance(row, OutboxEvent)]
         return (alert, deliveries, [c.value for c in consent.channels]), events
