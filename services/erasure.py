@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from schemas.alerts import AlertStatus, ResolutionReason
 from services import audit
@@ -81,34 +81,52 @@ async def erase_due(
 async def due(
     db: Database, retention_days: float, now: datetime, limit: int = 200
 ) -> list[tuple[str, str]]:
-    """(alert id, cause) of ended, not yet erased alerts past retention or withdrawn."""
+    """(alert id, cause) of ended, not yet erased alerts past retention or withdrawn,
+    oldest end first.
+
+    Two queries, each reading only candidates (indexes of migration 0003): ended
+    alerts past retention, in end order from the (erased_at, resolved_at) index, and
+    alerts whose family withdrew consent (by resolution reason, or by the audit event
+    a later withdrawal leaves) once fully retracted. One query with the OR read every
+    ended alert of the retention period on each call.
+    """
     cutoff = now - timedelta(days=retention_days)
-    withdrawn_later = select(AuditEvent.alert_id).where(AuditEvent.action == "consent.withdrawn")
-    withdrawn = or_(
-        Alert.resolution_reason == ResolutionReason.consent_withdrawn.value,
-        Alert.id.in_(withdrawn_later),
-    )
-    query = (
-        select(Alert.id, Alert.resolved_at, Alert.fully_retracted_at)
-        .where(
-            Alert.status == AlertStatus.resolved.value,
-            Alert.erased_at.is_(None),
-            or_(Alert.resolved_at <= cutoff, (Alert.fully_retracted_at.is_not(None) & withdrawn)),
-        )
+    not_erased = (Alert.status == AlertStatus.resolved.value, Alert.erased_at.is_(None))
+    columns = (Alert.id, Alert.resolved_at)
+    past_retention = (
+        select(*columns)
+        .where(*not_erased, Alert.resolved_at <= cutoff)
         .order_by(Alert.resolved_at)
         .limit(limit)
     )
+    # Only the reason and erased_at in SQL (the index's columns: with the status and
+    # fully_retracted_at there too the planner took another index and read every ended
+    # alert); a withdrawal ends the alert, and the retraction is checked below.
+    withdrawn_at_end = select(*columns, Alert.fully_retracted_at).where(
+        Alert.resolution_reason == ResolutionReason.consent_withdrawn.value,
+        Alert.erased_at.is_(None),
+    )
+    withdrawn_later = select(AuditEvent.alert_id).where(AuditEvent.action == "consent.withdrawn")
     async with db.read() as session:
-        rows = (await session.execute(query)).all()
-    return [
-        (
-            alert_id,
-            "retention"
-            if resolved_at is not None and resolved_at <= cutoff
-            else ResolutionReason.consent_withdrawn.value,
-        )
-        for alert_id, resolved_at, _ in rows
-    ]
+        old = (await session.execute(past_retention)).all()
+        gone = list((await session.execute(withdrawn_at_end)).all())
+        later = list(set(await session.scalars(withdrawn_later)))
+        if later:
+            gone += (
+                await session.execute(
+                    select(*columns, Alert.fully_retracted_at).where(
+                        Alert.id.in_(later), *not_erased
+                    )
+                )
+            ).all()
+    causes: dict[str, tuple[datetime | None, str]] = {}
+    for alert_id, resolved_at, fully_retracted_at in gone:
+        if fully_retracted_at is not None:  # erased once every operator confirmed
+            causes[alert_id] = (resolved_at, ResolutionReason.consent_withdrawn.value)
+    for alert_id, resolved_at in old:  # past retention: that is the cause, as before
+        causes[alert_id] = (resolved_at, "retention")
+    ordered = sorted(causes.items(), key=lambda item: (item[1][0] or now, item[0]))
+    return [(alert_id, cause) for alert_id, (_, cause) in ordered[:limit]]
 
 
 async def erase_alert(db: Database, alert_id: str, cause: str, now: datetime) -> Erased | None:

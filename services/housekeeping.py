@@ -47,6 +47,12 @@ ALARM_ACTION = "retraction.unconfirmed"
 #: How long after a suppression a late publish is looked for. The relay marks an event
 #: published milliseconds after taking it; a day also covers a crash before the mark.
 LATE_PUBLISH_WINDOW = timedelta(days=1)
+#: Delivery states that are neither delivered nor suppressed (never sent on purpose).
+_NOT_DELIVERED = [
+    s.value
+    for s in DeliveryStatus
+    if s not in (DeliveryStatus.delivered, DeliveryStatus.suppressed)
+]
 
 
 async def expire_due(alerts: AlertService, now: datetime, limit: int = 100) -> list[str]:
@@ -62,19 +68,19 @@ async def retract_late_publishes(
         Delivery.attempts > 0,
         Delivery.status.not_in([DeliveryStatus.pending.value, DeliveryStatus.suppressed.value]),
     )
+    # No DISTINCT (deduplicated below): with it the planner read the outbox in alert
+    # order, all of it, instead of the day's suppressions from their index.
     query = (
         select(OutboxEvent.alert_id)
-        .distinct()
         .outerjoin(Delivery, Delivery.event_id == OutboxEvent.event_id)
         .where(
-            OutboxEvent.suppressed_at.is_not(None),
             OutboxEvent.suppressed_at >= now - LATE_PUBLISH_WINDOW,
             OutboxEvent.event_type.in_(lifecycle.CONTENT_EVENT_TYPES),
             or_(OutboxEvent.published_at.is_not(None), worker_touched),
         )
     )
     async with db.read() as session:
-        candidates = list(await session.scalars(query))
+        candidates = list(dict.fromkeys(await session.scalars(query)))
     done: dict[str, list[str]] = {}
     for alert_id in candidates:
         operators = await alerts.retract_late_publishes(alert_id, now)
@@ -106,20 +112,23 @@ async def check_retractions(
         Alert.version == Delivery.alert_version,
         Alert.status == AlertStatus.resolved.value,
     )
-    unconfirmed_query = (
-        select(Delivery.alert_id, Delivery.operator, Delivery.accepted_at)
-        .join(Alert, final)
-        .where(
-            Delivery.kind == lifecycle.RETRACTION,
-            Delivery.status != DeliveryStatus.suppressed.value,
-            or_(
-                Delivery.status != DeliveryStatus.delivered.value,
-                Delivery.confirmed_at.is_(None),
-            ),
-        )
+    # Unconfirmed: not delivered (nor suppressed), or delivered without confirmation.
+    # Two queries, each an index range (deliveries (kind, status, confirmed_at)), not
+    # one OR over every retraction ever sent.
+    not_delivered = select(Delivery.alert_id, Delivery.operator, Delivery.accepted_at).where(
+        Delivery.kind == lifecycle.RETRACTION, Delivery.status.in_(_NOT_DELIVERED)
+    )
+    unacknowledged = select(Delivery.alert_id, Delivery.operator, Delivery.accepted_at).where(
+        Delivery.kind == lifecycle.RETRACTION,
+        Delivery.status == DeliveryStatus.delivered.value,
+        Delivery.confirmed_at.is_(None),
     )
     async with db.read() as session:
-        unconfirmed = (await session.execute(unconfirmed_query)).all()
+        unconfirmed = [
+            row
+            for query in (not_delivered, unacknowledged)
+            for row in (await session.execute(query.join(Alert, final))).all()
+        ]
         pending_alerts = {alert_id for alert_id, _, _ in unconfirmed}
         unstamped = list(
             await session.scalars(

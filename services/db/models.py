@@ -53,6 +53,13 @@ class Base(DeclarativeBase):
 
 class Alert(Base):
     __tablename__ = "alerts"
+    # Housekeeping reads only what is left to do, never the whole history (see
+    # migrations/versions/0003_housekeeping_indexes.py).
+    __table_args__ = (
+        Index("ix_alerts_status_fully_retracted_at", "status", "fully_retracted_at"),
+        Index("ix_alerts_erased_at_resolved_at", "erased_at", "resolved_at"),
+        Index("ix_alerts_resolution_reason_erased_at", "resolution_reason", "erased_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
@@ -108,6 +115,7 @@ class IdempotencyKey(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action", "action"),)
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -119,7 +127,11 @@ class AuditEvent(Base):
 
 class OutboxEvent(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "published_at", "id"),
+        Index("ix_outbox_alert_id_published_at", "alert_id", "published_at"),
+        Index("ix_outbox_suppressed_at", "suppressed_at"),
+    )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -137,7 +149,11 @@ class Delivery(Base):
     """What one operator is owed for one alert message, and what happened to it."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("alert_id", "operator", "kind", "alert_version"),)
+    __table_args__ = (
+        UniqueConstraint("alert_id", "operator", "kind", "alert_version"),
+        Index("ix_deliveries_event_id", "event_id"),
+        Index("ix_deliveries_kind_status_confirmed_at", "kind", "status", "confirmed_at"),
+    )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)

@@ -1,0 +1,160 @@
+"""Housekeeping reads what is left to do, never the whole history; models match Alembic.
+
+Housekeeping runs every second in the API's process, and on SQLite its queries run on
+the event loop's thread: a query that reads every ended alert (or every outbox row,
+payloads included) makes each round slower as the history grows, and every request
+that arrives meanwhile waits (bench/housekeeping.py). SQLite's query plans show it
+without timing anything: a full ``SCAN`` of a table that grows with the history, as
+opposed to a ``SEARCH`` through an index.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, update
+from sqlalchemy.engine import Connection
+
+from schemas.alerts import AlertResolve, ResolutionReason
+from services import erasure, housekeeping
+from services.context import ServiceContext
+from services.db.engine import Database
+from services.db.models import Base, Delivery
+from tests.fixtures.lifecycle import RecordingPublisher, create, lifecycle_context, publish_all
+
+pytestmark = pytest.mark.asyncio
+OPERATORS = ["turkcell", "turktelekom", "vodafone"]
+#: Tables that grow with every alert ever sent.
+HISTORY = ("alerts", "deliveries", "outbox", "audit_events", "delivery_attempts")
+
+
+@pytest.fixture
+async def context(database_url: str) -> AsyncIterator[ServiceContext]:
+    async with lifecycle_context(database_url) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+async def sqlite_context(tmp_path: Path) -> AsyncIterator[ServiceContext]:
+    """SQLite only: its plans are what the test reads (PostgreSQL's planner chooses by
+    cost, and on a test's few rows a sequential scan is rightly the cheapest)."""
+    async with lifecycle_context(f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}") as ctx:
+        yield ctx
+
+
+async def _history(context: ServiceContext, ended: int) -> None:
+    """Alerts as the running service leaves them: delivered, resolved, the retraction
+    confirmed, stamped; one ended by a consent withdrawal, one still active."""
+    for n in range(ended):
+        alert_id = await create(context)
+        await publish_all(context, RecordingPublisher())
+        reason = ResolutionReason.consent_withdrawn if n == 0 else ResolutionReason.found_safe
+        await context.alerts.resolve("writer", alert_id, AlertResolve(reason=reason))
+        await publish_all(context, RecordingPublisher())
+        now = datetime.now(UTC)
+        async with context.db.write() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.alert_id == alert_id)
+                .values(status="delivered", attempts=1, delivered_at=now, confirmed_at=now)
+            )
+    await create(context)
+    await publish_all(context, RecordingPublisher())
+    report = await housekeeping.check_retractions(context.db, 60.0, datetime.now(UTC), OPERATORS)
+    assert len(report.stamped) == ended
+
+
+def _jobs(context: ServiceContext) -> dict[str, Callable[[], Awaitable[Any]]]:
+    now = datetime.now(UTC)
+    return {
+        "expire_due": lambda: housekeeping.expire_due(context.alerts, now),
+        "retract_late_publishes": lambda: housekeeping.retract_late_publishes(
+            context.db, context.alerts, now
+        ),
+        "check_retractions": lambda: housekeeping.check_retractions(
+            context.db, 60.0, now, OPERATORS
+        ),
+        "erasure.due": lambda: erasure.due(context.db, 30.0, now),
+    }
+
+
+def _sqlite_file(db: Database) -> str:
+    assert db.is_sqlite
+    return db.url.split("///", 1)[1]
+
+
+async def test_every_housekeeping_query_searches_an_index(
+    sqlite_context: ServiceContext,
+) -> None:
+    context = sqlite_context
+    await _history(context, ended=4)
+    statements: list[tuple[str, str, Any]] = []
+    current = [""]
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((current[0], statement, parameters))
+
+    event.listen(context.db.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        for name, job in _jobs(context).items():
+            current[0] = name
+            await job()
+    finally:
+        event.remove(context.db.engine.sync_engine, "before_cursor_execute", capture)
+    assert {job for job, _, _ in statements} == set(_jobs(context))
+    raw = sqlite3.connect(_sqlite_file(context.db))
+    full_scans = []
+    try:
+        for job, statement, parameters in statements:
+            if not statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+                continue
+            plan = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            for step in (row[3] for row in plan):
+                match = re.match(r"SCAN (\w+)", step)
+                if match and match.group(1) in HISTORY:
+                    full_scans.append(f"{job}: {step} in {statement[:120]}")
+    finally:
+        raw.close()
+    assert full_scans == []
+
+
+async def test_erasure_due_finds_retention_and_withdrawals_oldest_first(
+    context: ServiceContext,
+) -> None:
+    """The rewritten search (two index reads instead of one OR) finds what it did."""
+    await _history(context, ended=3)
+    now = datetime.now(UTC)
+    # Nothing past 30 days yet: only the withdrawal (fully retracted) is due.
+    due = await erasure.due(context.db, 30.0, now)
+    assert [cause for _, cause in due] == [ResolutionReason.consent_withdrawn.value]
+    # With no retention everything ended is due, the withdrawal counted as retention
+    # (its end is past the cut-off too), oldest end first; the active alert is not.
+    later = now + timedelta(seconds=1)
+    everything = await erasure.due(context.db, 0.0, later)
+    assert len(everything) == 3
+    assert {cause for _, cause in everything} == {"retention"}
+    assert everything[0][0] == due[0][0]  # the withdrawal was the first to end
+    assert len(await erasure.due(context.db, 0.0, later, limit=2)) == 2
+
+
+async def test_the_models_and_the_migrations_describe_the_same_schema(
+    context: ServiceContext,
+) -> None:
+    """An index (or column) added to a model without a migration, or the reverse, shows
+    here: the service builds its schema only through Alembic."""
+
+    def differences(connection: Connection) -> list[Any]:
+        migration = MigrationContext.configure(connection)
+        return list(compare_metadata(migration, Base.metadata))
+
+    async with context.db.engine.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert [d for d in diff if d[0] in ("add_index", "remove_index")] == []
