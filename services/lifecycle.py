@@ -37,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geofence import Resolution
@@ -115,32 +115,38 @@ def plan(held: int | None, had_cells: bool, has_cells: bool) -> Action:
 # The statements every alert change runs, built once: building one of these
 # expressions costs more Python than executing it (a third of a resolve's unit of
 # work, profiled). The parameters are bound per call; their names differ from the
-# columns', which SQLAlchemy keeps for the SET clause.
+# columns', which SQLAlchemy keeps for the SET clause. The updates are on the tables,
+# not the ORM classes: the ORM's bulk-update path (synchronising a session that holds
+# no such rows) cost more than the statement (bench/RESULTS.md, "Session 13").
+_deliveries = Delivery.__table__
+_outbox = OutboxEvent.__table__
+assert isinstance(_deliveries, Table)
+assert isinstance(_outbox, Table)
+_DELIVERIES = _deliveries.c
+_OUTBOX = _outbox.c
 _SUPPRESS_UNSENT_DELIVERIES = (
-    update(Delivery)
+    update(_deliveries)
     .where(
-        Delivery.alert_id == bindparam("of_alert"),
-        Delivery.kind.in_(CONTENT_KINDS),
-        Delivery.status == _PENDING,
-        Delivery.attempts == 0,
-        Delivery.event_id.in_(
-            select(OutboxEvent.event_id).where(
-                OutboxEvent.alert_id == bindparam("of_alert"),
-                OutboxEvent.event_type.in_(CONTENT_EVENT_TYPES),
-                OutboxEvent.published_at.is_(None),
-                OutboxEvent.suppressed_at.is_(None),
+        _DELIVERIES.alert_id == bindparam("of_alert"),
+        _DELIVERIES.kind.in_(CONTENT_KINDS),
+        _DELIVERIES.status == _PENDING,
+        _DELIVERIES.attempts == 0,
+        _DELIVERIES.event_id.in_(
+            select(_OUTBOX.event_id).where(
+                _OUTBOX.alert_id == bindparam("of_alert"),
+                _OUTBOX.event_type.in_(CONTENT_EVENT_TYPES),
+                _OUTBOX.published_at.is_(None),
+                _OUTBOX.suppressed_at.is_(None),
             )
         ),
     )
     .values(status=_SUPPRESSED, updated_at=bindparam("at"))
-    .returning(Delivery.event_id)
-    .execution_options(synchronize_session=False)
+    .returning(_DELIVERIES.event_id)
 )
 _SUPPRESS_EVENTS = (
-    update(OutboxEvent)
-    .where(OutboxEvent.event_id.in_(bindparam("ids", expanding=True)))
+    update(_outbox)
+    .where(_OUTBOX.event_id.in_(bindparam("ids", expanding=True)))
     .values(suppressed_at=bindparam("at"))
-    .execution_options(synchronize_session=False)
 )
 _MESSAGES_OF = (
     select(

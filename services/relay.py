@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from services.db.engine import Database
 from services.db.models import OutboxEvent
@@ -31,6 +31,17 @@ from services.metrics import OUTBOX_PUBLISH_ERRORS, OUTBOX_PUBLISHED
 from services.outbox import OutboxFeed, PendingEvent
 
 log = logging.getLogger(__name__)
+
+_outbox = OutboxEvent.__table__
+assert isinstance(_outbox, Table)
+#: Built once, on the table rather than the ORM class: the mark runs after every
+#: publish, and the ORM's bulk-update path cost 0.92 ms a mark against 0.66 ms for
+#: the same statement on the table (measured, bench/RESULTS.md "Session 13").
+_MARK_PUBLISHED = (
+    update(_outbox)
+    .where(_outbox.c.event_id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("at"))
+)
 
 
 #: (topic, partition) -> the offset after the last record just published there.
@@ -148,11 +159,7 @@ class OutboxRelay:
         ids, self._unmarked = self._unmarked, []
         try:
             async with self._db.write() as session:
-                await session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.event_id.in_(ids))
-                    .values(published_at=self._clock())
-                )
+                await session.execute(_MARK_PUBLISHED, {"ids": ids, "at": self._clock()})
         except Exception:
             self._unmarked = ids + self._unmarked
             raise
