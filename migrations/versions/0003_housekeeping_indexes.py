@@ -4,7 +4,8 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-22 05:45:00
 
-Housekeeping runs every second in the API's process; its queries read every ended
+Housekeeping runs every second in the API's process, the reconciler every 5 s; their
+queries read every ended
 alert (and, for the late-publish check, every outbox row past its payload), so one
 round cost 7 ms at 500 ended alerts and 64 ms at 5,000 on SQLite, where they run on
 the event loop (bench/housekeeping.py, bench/RESULTS.md "Session 13"). These
@@ -13,7 +14,11 @@ indexes let each query read only what is left to do:
 - outbox (alert_id, published_at): an alert's events (a resolve's suppression of
   unsent dispatches, erasure) without scanning every unpublished row;
 - outbox (suppressed_at): suppressions of the last day (late-publish repair);
+- outbox (published_at, suppressed_at, id), replacing (published_at, id): the
+  relay's sweep of events still to publish, without the suppressed ones;
 - deliveries (event_id): the deliveries of those events;
+- deliveries (status): deliveries still owed (the reconciler, every 5 s, inside a
+  write transaction: on SQLite it held the write lock while reading them all);
 - deliveries (kind, status, confirmed_at): retractions not yet confirmed;
 - alerts (status, fully_retracted_at): ended alerts not yet fully retracted;
 - alerts (erased_at, resolved_at), (resolution_reason, erased_at) and audit_events
@@ -33,6 +38,7 @@ _INDEXES: list[tuple[str, str, list[str]]] = [
     ("outbox", "ix_outbox_alert_id_published_at", ["alert_id", "published_at"]),
     ("outbox", "ix_outbox_suppressed_at", ["suppressed_at"]),
     ("deliveries", "ix_deliveries_event_id", ["event_id"]),
+    ("deliveries", "ix_deliveries_status", ["status"]),
     ("deliveries", "ix_deliveries_kind_status_confirmed_at", ["kind", "status", "confirmed_at"]),
     ("alerts", "ix_alerts_status_fully_retracted_at", ["status", "fully_retracted_at"]),
     ("alerts", "ix_alerts_erased_at_resolved_at", ["erased_at", "resolved_at"]),
@@ -44,8 +50,15 @@ _INDEXES: list[tuple[str, str, list[str]]] = [
 def upgrade() -> None:
     for table, name, columns in _INDEXES:
         op.create_index(name, table, columns, unique=False)
+    # The relay's sweep reads unpublished, unsuppressed events in id order; a
+    # suppressed event is never published, so on (published_at, id) alone the sweep
+    # read every suppression ever made, once a second.
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "suppressed_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
     for table, name, _ in reversed(_INDEXES):
         op.drop_index(name, table_name=table)

@@ -128,7 +128,7 @@ class AuditEvent(Base):
 class OutboxEvent(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_unpublished", "published_at", "id"),
+        Index("ix_outbox_unpublished", "published_at", "suppressed_at", "id"),
         Index("ix_outbox_alert_id_published_at", "alert_id", "published_at"),
         Index("ix_outbox_suppressed_at", "suppressed_at"),
     )
@@ -152,6 +152,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("alert_id", "operator", "kind", "alert_version"),
         Index("ix_deliveries_event_id", "event_id"),
+        Index("ix_deliveries_status", "status"),
         Index("ix_deliveries_kind_status_confirmed_at", "kind", "status", "confirmed_at"),
     )
 

@@ -28,12 +28,18 @@ from services import erasure, housekeeping
 from services.context import ServiceContext
 from services.db.engine import Database
 from services.db.models import Base, Delivery
+from services.reconciler import Reconciler
+from services.relay import OutboxRelay
 from tests.fixtures.lifecycle import RecordingPublisher, create, lifecycle_context, publish_all
 
 pytestmark = pytest.mark.asyncio
 OPERATORS = ["turkcell", "turktelekom", "vodafone"]
 #: Tables that grow with every alert ever sent.
 HISTORY = ("alerts", "deliveries", "outbox", "audit_events", "delivery_attempts")
+#: An index searched on nothing but one of these being NULL reads a part of the
+#: history that only grows: nearly every outbox row is unsuppressed, every ended alert
+#: stays unerased for 30 days, and every suppressed event stays unpublished for good.
+MOSTLY_NULL = ("suppressed_at", "erased_at", "published_at")
 
 
 @pytest.fixture
@@ -83,6 +89,10 @@ def _jobs(context: ServiceContext) -> dict[str, Callable[[], Awaitable[Any]]]:
             context.db, 60.0, now, OPERATORS
         ),
         "erasure.due": lambda: erasure.due(context.db, 30.0, now),
+        "reconciler": Reconciler(context.db, lambda _events: None, 30.0, 5.0).run_once,
+        "relay sweep": lambda: OutboxRelay(
+            context.db, RecordingPublisher(), context.feed, sweep_grace_s=2.0
+        ).sweep(grace=True),
     }
 
 
@@ -118,8 +128,11 @@ async def test_every_housekeeping_query_searches_an_index(
                 continue
             plan = raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
             for step in (row[3] for row in plan):
-                match = re.match(r"SCAN (\w+)", step)
-                if match and match.group(1) in HISTORY:
+                scan = re.match(r"SCAN (\w+)", step)
+                null_only = re.search(r"USING INDEX \w+ \((\w+)=\?\)$", step)
+                if (scan and scan.group(1) in HISTORY) or (
+                    null_only and null_only.group(1) in MOSTLY_NULL
+                ):
                     full_scans.append(f"{job}: {step} in {statement[:120]}")
     finally:
         raw.close()
