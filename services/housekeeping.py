@@ -72,8 +72,15 @@ async def retract_late_publishes(
     # order, all of it, instead of the day's suppressions from their index.
     query = (
         select(OutboxEvent.alert_id)
-        .outerjoin(Delivery, Delivery.event_id == OutboxEvent.event_id)
+        .outerjoin(
+            Delivery,
+            # By alert first: deliveries have an index on it, not on the event id.
+            and_(
+                Delivery.alert_id == OutboxEvent.alert_id, Delivery.event_id == OutboxEvent.event_id
+            ),
+        )
         .where(
+            OutboxEvent.suppressed_at.is_not(None),  # the partial index's condition
             OutboxEvent.suppressed_at >= now - LATE_PUBLISH_WINDOW,
             OutboxEvent.event_type.in_(lifecycle.CONTENT_EVENT_TYPES),
             or_(OutboxEvent.published_at.is_not(None), worker_touched),
@@ -107,27 +114,35 @@ async def check_retractions(
     db: Database, alarm_after_s: float, now: datetime, operators: Sequence[str]
 ) -> RetractionCheck:
     report = RetractionCheck()
-    final = and_(
-        Alert.id == Delivery.alert_id,
-        Alert.version == Delivery.alert_version,
-        Alert.status == AlertStatus.resolved.value,
+    # Unconfirmed: not delivered (nor suppressed), or delivered without confirmation;
+    # only the final retraction (the alert's version) of an ended alert counts. Two
+    # queries, each an index range of deliveries (status, kind, confirmed_at), not one
+    # OR over every retraction ever sent; the alert's status and version are compared
+    # here, not in SQL, where the planner then read every ended alert first.
+    columns = (
+        Delivery.alert_id,
+        Delivery.operator,
+        Delivery.accepted_at,
+        Delivery.alert_version,
+        Alert.version,
+        Alert.status,
     )
-    # Unconfirmed: not delivered (nor suppressed), or delivered without confirmation.
-    # Two queries, each an index range (deliveries (kind, status, confirmed_at)), not
-    # one OR over every retraction ever sent.
-    not_delivered = select(Delivery.alert_id, Delivery.operator, Delivery.accepted_at).where(
-        Delivery.kind == lifecycle.RETRACTION, Delivery.status.in_(_NOT_DELIVERED)
+    not_delivered = select(*columns).where(
+        Delivery.status.in_(_NOT_DELIVERED), Delivery.kind == lifecycle.RETRACTION
     )
-    unacknowledged = select(Delivery.alert_id, Delivery.operator, Delivery.accepted_at).where(
-        Delivery.kind == lifecycle.RETRACTION,
+    unacknowledged = select(*columns).where(
         Delivery.status == DeliveryStatus.delivered.value,
+        Delivery.kind == lifecycle.RETRACTION,
         Delivery.confirmed_at.is_(None),
     )
     async with db.read() as session:
         unconfirmed = [
-            row
+            (alert_id, operator, accepted)
             for query in (not_delivered, unacknowledged)
-            for row in (await session.execute(query.join(Alert, final))).all()
+            for alert_id, operator, accepted, of_version, version, status in (
+                await session.execute(query.join(Alert, Alert.id == Delivery.alert_id))
+            ).all()
+            if of_version == version and status == AlertStatus.resolved.value
         ]
         pending_alerts = {alert_id for alert_id, _, _ in unconfirmed}
         unstamped = list(

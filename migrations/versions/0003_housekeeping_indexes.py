@@ -11,22 +11,24 @@ round cost 7 ms at 500 ended alerts and 64 ms at 5,000 on SQLite, where they run
 the event loop (bench/housekeeping.py, bench/RESULTS.md "Session 13"). These
 indexes let each query read only what is left to do:
 
-- outbox (alert_id, published_at): an alert's events (a resolve's suppression of
-  unsent dispatches, erasure) without scanning every unpublished row;
-- outbox (suppressed_at): suppressions of the last day (late-publish repair);
+- outbox (alert_id): an alert's events (a resolve's suppression of unsent
+  dispatches, erasure);
+- outbox (suppressed_at), partial: suppressions of the last day (late-publish
+  repair);
 - outbox (published_at, suppressed_at, id), replacing (published_at, id): the
   relay's sweep of events still to publish, without the suppressed ones;
-- deliveries (event_id): the deliveries of those events;
-- deliveries (status): deliveries still owed (the reconciler, every 5 s, inside a
-  write transaction: on SQLite it held the write lock while reading them all);
-- deliveries (kind, status, confirmed_at): retractions not yet confirmed;
-- alerts (status, fully_retracted_at): ended alerts not yet fully retracted;
+- deliveries (status, kind, confirmed_at): deliveries still owed (the reconciler,
+  every 5 s, inside a write transaction: on SQLite it held the write lock while
+  reading them all) and retractions not yet confirmed;
+- alerts (status, fully_retracted_at), replacing (status): ended alerts not yet
+  fully retracted;
 - alerts (erased_at, resolved_at), (resolution_reason, erased_at) and audit_events
   (action): alerts due for erasure (past retention, or consent withdrawn).
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
@@ -35,21 +37,30 @@ branch_labels = None
 depends_on = None
 
 _INDEXES: list[tuple[str, str, list[str]]] = [
-    ("outbox", "ix_outbox_alert_id_published_at", ["alert_id", "published_at"]),
-    ("outbox", "ix_outbox_suppressed_at", ["suppressed_at"]),
-    ("deliveries", "ix_deliveries_event_id", ["event_id"]),
-    ("deliveries", "ix_deliveries_status", ["status"]),
-    ("deliveries", "ix_deliveries_kind_status_confirmed_at", ["kind", "status", "confirmed_at"]),
+    ("outbox", "ix_outbox_alert_id", ["alert_id"]),
+    ("deliveries", "ix_deliveries_status_kind_confirmed_at", ["status", "kind", "confirmed_at"]),
     ("alerts", "ix_alerts_status_fully_retracted_at", ["status", "fully_retracted_at"]),
     ("alerts", "ix_alerts_erased_at_resolved_at", ["erased_at", "resolved_at"]),
     ("alerts", "ix_alerts_resolution_reason_erased_at", ["resolution_reason", "erased_at"]),
     ("audit_events", "ix_audit_events_action", ["action"]),
 ]
+_SUPPRESSED = "suppressed_at IS NOT NULL"
 
 
 def upgrade() -> None:
     for table, name, columns in _INDEXES:
         op.create_index(name, table, columns, unique=False)
+    # Partial: only suppressed events are in it, so an insert or a published mark
+    # (nearly every row) costs it nothing.
+    op.create_index(
+        "ix_outbox_suppressed_at",
+        "outbox",
+        ["suppressed_at"],
+        sqlite_where=sa.text(_SUPPRESSED),
+        postgresql_where=sa.text(_SUPPRESSED),
+    )
+    # (status, fully_retracted_at) serves every query on the status alone.
+    op.drop_index("ix_alerts_status", table_name="alerts")
     # The relay's sweep reads unpublished, unsuppressed events in id order; a
     # suppressed event is never published, so on (published_at, id) alone the sweep
     # read every suppression ever made, once a second.
@@ -60,5 +71,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
+    op.create_index("ix_alerts_status", "alerts", ["status"])
+    op.drop_index("ix_outbox_suppressed_at", table_name="outbox")
     for table, name, _ in reversed(_INDEXES):
         op.drop_index(name, table_name=table)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -64,7 +65,7 @@ class Alert(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
     case_reference: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     category: Mapped[str] = mapped_column(String(32))
     subject_age: Mapped[int] = mapped_column(Integer)
@@ -129,8 +130,13 @@ class OutboxEvent(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_unpublished", "published_at", "suppressed_at", "id"),
-        Index("ix_outbox_alert_id_published_at", "alert_id", "published_at"),
-        Index("ix_outbox_suppressed_at", "suppressed_at"),
+        Index("ix_outbox_alert_id", "alert_id"),
+        Index(
+            "ix_outbox_suppressed_at",
+            "suppressed_at",
+            sqlite_where=text("suppressed_at IS NOT NULL"),
+            postgresql_where=text("suppressed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
@@ -151,9 +157,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("alert_id", "operator", "kind", "alert_version"),
-        Index("ix_deliveries_event_id", "event_id"),
-        Index("ix_deliveries_status", "status"),
-        Index("ix_deliveries_kind_status_confirmed_at", "kind", "status", "confirmed_at"),
+        Index("ix_deliveries_status_kind_confirmed_at", "status", "kind", "confirmed_at"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)

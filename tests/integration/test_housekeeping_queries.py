@@ -139,6 +139,60 @@ async def test_every_housekeeping_query_searches_an_index(
     assert full_scans == []
 
 
+async def _steps_per_job(context: ServiceContext) -> dict[str, int]:
+    """SQLite virtual-machine steps each job's statements take (a measure of the rows
+    read that no machine's speed changes): captured from one round, replayed on a
+    connection of our own, writes rolled back."""
+    statements: list[tuple[str, str, Any]] = []
+    current = [""]
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((current[0], statement, parameters))
+
+    event.listen(context.db.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        for name, job in _jobs(context).items():
+            current[0] = name
+            await job()
+    finally:
+        event.remove(context.db.engine.sync_engine, "before_cursor_execute", capture)
+    steps = dict.fromkeys(_jobs(context), 0)
+    raw = sqlite3.connect(_sqlite_file(context.db), isolation_level=None)
+    try:
+        for job, statement, parameters in statements:
+            if not statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+                continue
+            ticks = [0]
+
+            def tick(ticks: list[int] = ticks) -> int:
+                ticks[0] += 1
+                return 0
+
+            raw.set_progress_handler(tick, 10)
+            raw.execute("BEGIN")
+            raw.execute(statement, parameters).fetchall()
+            raw.execute("ROLLBACK")
+            raw.set_progress_handler(None, 0)
+            steps[job] += ticks[0] * 10
+    finally:
+        raw.close()
+    return steps
+
+
+async def test_a_housekeeping_round_does_not_grow_with_the_history(
+    sqlite_context: ServiceContext,
+) -> None:
+    """Five times the ended alerts, about the same work: each job reads what is left
+    to do. A job that reads the history grows with it (4-5 times here)."""
+    context = sqlite_context
+    await _history(context, ended=4)
+    small = await _steps_per_job(context)
+    await _history(context, ended=16)
+    large = await _steps_per_job(context)
+    grown = {job: (small[job], large[job]) for job in small if large[job] > 1.5 * small[job] + 300}
+    assert grown == {}
+
+
 async def test_erasure_due_finds_retention_and_withdrawals_oldest_first(
     context: ServiceContext,
 ) -> None:
