@@ -61,6 +61,13 @@ def upgrade() -> None:
     )
     # (status, fully_retracted_at) serves every query on the status alone.
     op.drop_index("ix_alerts_status", table_name="alerts")
+    # An alert's deliveries by state: with (alert_id) alone, SQLite preferred the
+    # (status, kind) index for a resolve's suppression of its alert's pending
+    # dispatches, and read every pending delivery of every alert.
+    op.drop_index("ix_deliveries_alert_id", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_alert_id_status_kind", "deliveries", ["alert_id", "status", "kind"]
+    )
     # The relay's sweep reads unpublished, unsuppressed events in id order; a
     # suppressed event is never published, so on (published_at, id) alone the sweep
     # read every suppression ever made, once a second.
@@ -72,6 +79,8 @@ def downgrade() -> None:
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.create_index("ix_outbox_unpublished", "outbox", ["published_at", "id"])
     op.create_index("ix_alerts_status", "alerts", ["status"])
+    op.drop_index("ix_deliveries_alert_id_status_kind", table_name="deliveries")
+    op.create_index("ix_deliveries_alert_id", "deliveries", ["alert_id"])
     op.drop_index("ix_outbox_suppressed_at", table_name="outbox")
     for table, name, _ in reversed(_INDEXES):
         op.drop_index(name, table_name=table)

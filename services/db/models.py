@@ -158,10 +158,14 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("alert_id", "operator", "kind", "alert_version"),
         Index("ix_deliveries_status_kind_confirmed_at", "status", "kind", "confirmed_at"),
+        # An alert's deliveries by state (a resolve's suppression, "delivered to this
+        # operator?"): with the alert id alone SQLite took the (status, kind) index
+        # above for those, and read every pending delivery of every alert.
+        Index("ix_deliveries_alert_id_status_kind", "alert_id", "status", "kind"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"))
     operator: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     alert_version: Mapped[int] = mapped_column(Integer)
