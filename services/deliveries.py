@@ -14,13 +14,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
 from schemas.alerts import AlertStatus, DeliveryStatus
 from services import audit
 from services.db.bulk import insert_prepared, prepare_inserts
 from services.db.engine import Database
-from services.db.models import Alert, Base, Delivery, DeliveryAttempt, LinkTest
+from services.db.models import Alert, Base, Delivery, DeliveryAttempt, LinkTest, table_of
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,8 @@ class _Pending:
         return bool(self.outcomes or self.notes or self.attempts or self.link_tests or self.audits)
 
 
-_deliveries = Delivery.__table__
-_links = LinkTest.__table__
-assert isinstance(_deliveries, Table)
-assert isinstance(_links, Table)
+_deliveries = table_of(Delivery)
+_links = table_of(LinkTest)
 _finish = (
     update(_deliveries)
     .where(_deliveries.c.webhook_id == bindparam("b_webhook_id"))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.alerts import AlertStatus, DeliveryStatus
@@ -37,7 +37,7 @@ from services.alerts import AlertService
 from services.context import ServiceContext
 from services.db.bulk import insert_all
 from services.db.engine import Database
-from services.db.models import Alert, AuditEvent, Delivery, OutboxEvent
+from services.db.models import Alert, AuditEvent, Delivery, OutboxEvent, table_of
 from services.metrics import RETRACTION_ALARMS, RETRACTIONS_OVERDUE
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,7 @@ async def check_retractions(
     return report
 
 
-_alerts = Alert.__table__
-assert isinstance(_alerts, Table)
+_alerts = table_of(Alert)
 #: Core, with bind parameters, so one executemany stamps every alert of a check.
 _stamp = (
     update(_alerts)

@@ -37,13 +37,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geofence import Resolution
 from schemas.alerts import AlertStatus, DeliveryStatus
 from schemas.events import AlertContent, AreaSummary, DistrictSummary
-from services.db.models import Alert, Delivery, OutboxEvent
+from services.db.models import Alert, Delivery, OutboxEvent, table_of
 
 CONTENT_KINDS = ("dispatch", "update")
 RETRACTION = "retraction"
@@ -118,10 +118,8 @@ def plan(held: int | None, had_cells: bool, has_cells: bool) -> Action:
 # columns', which SQLAlchemy keeps for the SET clause. The updates are on the tables,
 # not the ORM classes: the ORM's bulk-update path (synchronising a session that holds
 # no such rows) cost more than the statement (bench/RESULTS.md, "Session 13").
-_deliveries = Delivery.__table__
-_outbox = OutboxEvent.__table__
-assert isinstance(_deliveries, Table)
-assert isinstance(_outbox, Table)
+_deliveries = table_of(Delivery)
+_outbox = table_of(OutboxEvent)
 _DELIVERIES = _deliveries.c
 _OUTBOX = _outbox.c
 _SUPPRESS_UNSENT_DELIVERIES = (

@@ -5,11 +5,10 @@ Revises: 0002
 Create Date: 2026-11-22 05:45:00
 
 Housekeeping runs every second in the API's process, the reconciler every 5 s; their
-queries read every ended
-alert (and, for the late-publish check, every outbox row past its payload), so one
-round cost 7 ms at 500 ended alerts and 64 ms at 5,000 on SQLite, where they run on
-the event loop (bench/housekeeping.py, bench/RESULTS.md "Session 13"). These
-indexes let each query read only what is left to do:
+queries read every ended alert (and, for the late-publish check, every outbox row
+past its payload), so one round cost 7 ms at 500 ended alerts and 64 ms at 5,000 on
+SQLite, where they run on the event loop (bench/housekeeping.py, bench/RESULTS.md
+"Session 13"). These indexes let each query read only what is left to do:
 
 - outbox (alert_id): an alert's events (a resolve's suppression of unsent
   dispatches, erasure);
@@ -20,6 +19,9 @@ indexes let each query read only what is left to do:
 - deliveries (status, kind, confirmed_at): deliveries still owed (the reconciler,
   every 5 s, inside a write transaction: on SQLite it held the write lock while
   reading them all) and retractions not yet confirmed;
+- deliveries (alert_id, status, kind), replacing (alert_id): an alert's deliveries
+  by state (with the alert id alone, SQLite took the (status, kind) index for a
+  resolve's suppression and read every pending delivery of every alert);
 - alerts (status, fully_retracted_at), replacing (status): ended alerts not yet
   fully retracted;
 - alerts (erased_at, resolved_at), (resolution_reason, erased_at) and audit_events

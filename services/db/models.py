@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -239,3 +240,11 @@ class LinkTest(Base):
     status_code: Mapped[int | None]
     latency_ms: Mapped[float | None]
     reason: Mapped[str | None] = mapped_column(String(200))
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, for statements built once on the table (bulk
+    updates without the ORM's bulk-update path); typed, unlike ``__table__``."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
