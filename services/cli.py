@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import importlib.util
 import secrets
 import signal
@@ -13,6 +12,7 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from services.adapter_process import READY_LINE, remove_shared_metrics, share_metrics_with_children
+from services.gc_policy import settle_after_startup
 from services.logging_setup import configure_logging
 from services.settings import DEV_API_KEY, Settings, get_settings, hash_api_key
 
@@ -64,7 +64,7 @@ async def _run(
     await runtime.start()
     if signals is not None:
         signals.serving = True
-    _freeze_startup_objects()
+    settle_after_startup()
     if parts.control_stdin:
         sys.stdout.buffer.write(READY_LINE)
         sys.stdout.flush()
@@ -93,18 +93,6 @@ async def _until_stopped(runtime: Runtime, orderly_on_signals: bool) -> None:
     finally:
         for task in parts:
             task.cancel()
-
-
-def _freeze_startup_objects() -> None:
-    """Exempt what start-up built from garbage collection for the life of the process.
-
-    The geofence indexes alone are some 270,000 tracked objects; without this every
-    full collection walks all of them, a pause of about 50 ms (measured) of the event
-    loop that lands on whichever alert is in flight. Nothing built at start-up is
-    garbage (the collection just before the freeze removes what was).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def _migrate(settings: Settings) -> None:
