@@ -469,15 +469,17 @@ class AdapterWorker:
         before_time = record.timestamp <= self._published_before.get(tp, 0)
         maybe_replayed = before_offset or before_time
         check = maybe_replayed or event.redelivery
-        webhook_id = webhook_id_for(str(event.event_id), self.operator)
         if isinstance(event, LinkTestRequested):
             if event.operator != self.operator:
                 return None
+            webhook_id = webhook_id_for(str(event.event_id), self.operator)
             key = f"link:{self.operator}"
             return _Job("link_test", event, webhook_id, key, 0, tp, record.offset, check)
         retraction = isinstance(event, AlertRetracted)
         if self.operator not in event.operators and not retraction:
             return None  # another operator's dispatch (retractions: see _decide_retraction)
+        # Only now: two of every three dispatch records are another operator's.
+        webhook_id = webhook_id_for(str(event.event_id), self.operator)
         kind = (
             "retraction"
             if retraction
